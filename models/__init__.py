@@ -1,0 +1,1 @@
+"""Network definitions (CSN, HRNet, YOLOF), a registry of builders and checkpoint loading."""

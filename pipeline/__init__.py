@@ -1,0 +1,1 @@
+"""Top floor: configuration, command line, sources, graph building, supervision and metrics."""

@@ -1,0 +1,67 @@
+"""YAML configuration validated by pydantic, with one-line errors that name file, key and problem.
+
+Every section is a frozen pydantic model that forbids unknown keys; `load_config` turns a YAML file
+into such a model or raises `ConfigError` whose message is a single line, e.g.
+``configs/demo.yaml: sources.0.uri: Input should be a valid string (got 3)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class ConfigError(Exception):
+    """A configuration file is missing, unreadable or does not match its schema."""
+
+
+class Section(BaseModel):
+    """Base of every config section: typed, frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+SectionT = TypeVar("SectionT", bound=BaseModel)
+
+
+def _describe(error: dict) -> str:
+    """One validation error as ``key.path: message (got value)``."""
+    path = ".".join(str(part) for part in error["loc"]) or "<root>"
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] != "missing" and not isinstance(error.get("input"), dict | list):
+        message = f"{message} (got {error.get('input')!r})"
+    return f"{path}: {message}"
+
+
+def validate(model: type[SectionT], data: object, source: str) -> SectionT:
+    """Validate plain data against `model`; `source` names where the data came from."""
+    try:
+        return model.model_validate(data if data is not None else {})
+    except ValidationError as error:
+        problems = "; ".join(_describe(e) for e in error.errors())
+        raise ConfigError(f"{source}: {problems}") from error
+
+
+def load_config(path: str | Path, model: type[SectionT]) -> SectionT:
+    """Read YAML from `path` and validate it as `model`.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, is not YAML, or fails validation.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config ({error.strerror})") from error
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from error
+    return validate(model, data, str(path))
