@@ -11,17 +11,15 @@ from pathlib import Path
 from typing import TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
+
+from parsing.settings import Section
+
+__all__ = ["ConfigError", "Section", "load_config", "validate"]
 
 
 class ConfigError(Exception):
     """A configuration file is missing, unreadable or does not match its schema."""
-
-
-class Section(BaseModel):
-    """Base of every config section: typed, frozen, unknown keys rejected."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 SectionT = TypeVar("SectionT", bound=BaseModel)
