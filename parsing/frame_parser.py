@@ -1,7 +1,8 @@
 """The frame parser: persons, their poses, refined boxes, painted crops and the top-1 box per part.
 
-One call parses a batch of frames (from one stream or several): each stage runs once for the
-whole batch, so a micro-batcher or a GPU sees few large calls rather than many small ones.
+Three stages, each owning one network, so a streaming element can wrap exactly one of them; the
+`FrameParser` chains them for offline use and training. Every stage takes a batch of frames (from
+one stream or several) and runs its network once for the whole batch.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.detection import IMAGENET_RGB, Detections, decode, preprocess
+from models.detection import IMAGENET_RGB, Detections, ImageMeta, decode, preprocess
 from models.hrnet import decode_heatmaps, heatmaps_to_frame, unflip_heatmaps
 from parsing.boxes import refine_person_box
 from parsing.crops import crop_points_to_frame
@@ -21,8 +22,12 @@ from parsing.networks import Network
 from parsing.results import HumanResult, PartResult
 from parsing.settings import PartSettings, PersonSettings, PoseSettings
 
+NUM_KEYPOINTS = 17
 PART_NMS_IOU = 0.6
 MAX_PART_CANDIDATES = 100
+
+PartBoxes = dict[str, tuple[np.ndarray, float]]
+"""One person's parts: part name -> ((4,) float32 box in frame pixels, detector score)."""
 
 
 @dataclass(frozen=True)
@@ -40,9 +45,16 @@ class Persons:
     keypoints_xys: np.ndarray
 
 
-def _detections(network: Network, batch: np.ndarray, metas: list, **decoding: float) -> list:
-    """Run a YOLOF network and decode its maps into per-image `Detections`."""
-    outputs = network.run(batch)
+def _detect(network: Network, images: Sequence[np.ndarray], **decoding: float) -> list[Detections]:
+    """Letterbox images into a YOLOF network, run it once, decode per-image `Detections`."""
+    normalization = getattr(network.model, "normalization", IMAGENET_RGB)
+    batch, metas = preprocess(list(images), network.input_hw, normalization)
+    return _decode(network, network.run(batch.numpy()), metas, **decoding)
+
+
+def _decode(
+    network: Network, outputs: dict[str, np.ndarray], metas: list[ImageMeta], **decoding: float
+) -> list[Detections]:
     cls_logits, bbox_deltas = (torch.from_numpy(outputs[name]) for name in ("output_0", "output_1"))
     return decode(
         cls_logits,
@@ -57,81 +69,116 @@ def _detections(network: Network, batch: np.ndarray, metas: list, **decoding: fl
 def top1_per_class(detections: Detections, num_classes: int) -> dict[int, tuple[np.ndarray, float]]:
     """The best box of every class present: {class index: ((4,) box, score)}."""
     best: dict[int, tuple[np.ndarray, float]] = {}
-    for box, score, label in zip(
-        detections.boxes_xyxy.numpy(), detections.scores.tolist(), detections.labels.tolist(),
-        strict=True,
-    ):  # fmt: skip
+    boxes, scores, labels = (
+        detections.boxes_xyxy.numpy(), detections.scores.tolist(), detections.labels.tolist()
+    )  # fmt: skip
+    for box, score, label in zip(boxes, scores, labels, strict=True):
         if label < num_classes and label not in best:
             best[label] = (box, score)
     return best
 
 
-class FrameParser:
-    """Persons -> poses -> refined boxes -> painted crops -> parts, for a batch of frames."""
+class PersonDetector:
+    """Stage 1: the top-k persons of each frame (YOLOF)."""
 
-    def __init__(
-        self,
-        person: Network,
-        pose: Network,
-        parts: Network,
-        person_settings: PersonSettings,
-        pose_settings: PoseSettings,
-        part_settings: PartSettings,
-    ) -> None:
-        self.person, self.pose, self.parts = person, pose, parts
-        self.person_settings = person_settings
-        self.pose_settings = pose_settings
-        self.part_settings = part_settings
-        self.part_names: list[str] = list(parts.classes)
+    def __init__(self, network: Network, settings: PersonSettings) -> None:
+        self.network, self.settings = network, settings
 
-    def detect_persons(self, frames_rgb: Sequence[np.ndarray]) -> list[Detections]:
-        """Top-k person detections per frame, in frame pixels."""
-        normalization = getattr(self.person.model, "normalization", IMAGENET_RGB)
-        batch, metas = preprocess(list(frames_rgb), self.person.input_hw, normalization)
-        settings = self.person_settings
-        return _detections(
-            self.person,
-            batch.numpy(),
-            metas,
-            score_thr=settings.score_threshold,
-            nms_iou=settings.nms_iou,
-            max_per_image=settings.max_persons,
+    def __call__(self, frames_rgb: Sequence[np.ndarray]) -> list[Detections]:
+        """(H, W, 3) uint8 RGB frames -> person detections per frame, in frame pixels."""
+        return _detect(
+            self.network,
+            frames_rgb,
+            score_thr=self.settings.score_threshold,
+            nms_iou=self.settings.nms_iou,
+            max_per_image=self.settings.max_persons,
         )
 
-    def estimate_poses(self, crops: torch.Tensor, crop_boxes: np.ndarray) -> np.ndarray:
+
+class PoseEstimator:
+    """Stage 2: top-down pose of each person (HRNet), then the box refined around the pose."""
+
+    def __init__(self, network: Network, settings: PoseSettings) -> None:
+        self.network, self.settings = network, settings
+
+    def keypoints(self, crops: torch.Tensor, crop_boxes: np.ndarray) -> np.ndarray:
         """(N, 3, h, w) 0..255 person crops -> (N, 17, 3) keypoints in frame pixels."""
-        normalization = getattr(self.pose.model, "normalization", IMAGENET_RGB)
+        normalization = getattr(self.network.model, "normalization", IMAGENET_RGB)
         batch = normalize_batch(crops, normalization)
         count = len(batch)
-        if self.pose_settings.flip_test:
+        if self.settings.flip_test:
             batch = np.concatenate((batch, batch[..., ::-1]))  # 2N,3,h,w: originals, mirrored
-        heatmaps = torch.from_numpy(self.pose.run(np.ascontiguousarray(batch))["output"])
-        if self.pose_settings.flip_test:
+        heatmaps = torch.from_numpy(self.network.run(np.ascontiguousarray(batch))["output"])
+        if self.settings.flip_test:
             heatmaps = (heatmaps[:count] + unflip_heatmaps(heatmaps[count:])) / 2
         keypoints_xy, scores = decode_heatmaps(heatmaps)
         frame_xy = heatmaps_to_frame(keypoints_xy, crop_boxes, tuple(heatmaps.shape[-2:]))
         return torch.cat((frame_xy, scores[..., None]), dim=-1).numpy()  # N,17,3
 
-    def find_parts(
-        self, frame: torch.Tensor, persons: Persons
-    ) -> list[dict[str, tuple[np.ndarray, float]]]:
-        """Top-1 box per part for each person: [{part name: ((4,) frame box, score)}]."""
-        settings = self.part_settings
+    def __call__(
+        self, frames_rgb: Sequence[np.ndarray], detections: Sequence[Detections]
+    ) -> list[Persons]:
+        """Poses of every detected person of every frame, in one network call."""
+        crops, crop_boxes, owners = [], [], []
+        for index, (frame_rgb, found) in enumerate(zip(frames_rgb, detections, strict=True)):
+            if len(found):
+                frame_crops, frame_boxes = pose_crops(
+                    frame_tensor(frame_rgb), found.boxes_xyxy.numpy(), self.network.input_hw
+                )
+                crops.append(frame_crops)
+                crop_boxes.append(frame_boxes)
+                owners += [index] * len(found)
+        keypoints = (
+            self.keypoints(torch.cat(crops), np.concatenate(crop_boxes))
+            if owners
+            else np.zeros((0, NUM_KEYPOINTS, 3), np.float32)
+        )
+        owner_of = np.array(owners, dtype=np.int64)
+        return [
+            self._persons(frame_rgb.shape[:2], found, keypoints[owner_of == index])
+            for index, (frame_rgb, found) in enumerate(zip(frames_rgb, detections, strict=True))
+        ]
+
+    def _persons(
+        self, frame_hw: tuple[int, int], found: Detections, keypoints: np.ndarray
+    ) -> Persons:
+        boxes = found.boxes_xyxy.numpy().astype(np.float32).reshape(-1, 4)
+        if self.settings.refine_person_boxes:
+            min_score = self.settings.min_keypoint_score
+            boxes = np.array(
+                [
+                    refine_person_box(box, person, frame_hw, min_score=min_score)
+                    for box, person in zip(boxes, keypoints, strict=True)
+                ],
+                dtype=np.float32,
+            ).reshape(-1, 4)
+        return Persons(boxes, found.scores.numpy(), keypoints.astype(np.float32))
+
+
+class PartDetector:
+    """Stage 3: the top-1 box per part on each person's (painted) crop (YOLOF)."""
+
+    def __init__(self, network: Network, settings: PartSettings) -> None:
+        self.network, self.settings = network, settings
+        self.part_names: list[str] = list(network.classes)
+
+    def __call__(self, frame_rgb: np.ndarray, persons: Persons) -> list[PartBoxes]:
+        """Parts of each person of one frame, in frame pixels."""
+        if len(persons.scores) == 0:
+            return []
+        input_hw = self.network.input_hw
         crops, crop_boxes = part_crops(
-            frame,
+            frame_tensor(frame_rgb),
             persons.boxes_xyxy,
             persons.keypoints_xys,
-            self.parts.input_hw,
-            paint=settings.paint,
-            min_keypoint_score=self.pose_settings.min_keypoint_score,
+            input_hw,
+            paint=self.settings.paint,
+            min_keypoint_score=self.settings.paint_min_score,
         )
-        normalization = getattr(self.parts.model, "normalization", IMAGENET_RGB)
-        batch, metas = preprocess(list(crops), self.parts.input_hw, normalization)
-        detections = _detections(
-            self.parts,
-            batch.numpy(),
-            metas,
-            score_thr=settings.score_threshold,
+        detections = _detect(
+            self.network,
+            crops,
+            score_thr=self.settings.score_threshold,
             nms_iou=PART_NMS_IOU,
             max_per_image=MAX_PART_CANDIDATES,
         )
@@ -141,9 +188,7 @@ class FrameParser:
             found.append(
                 {
                     self.part_names[label]: (
-                        crop_points_to_frame(box.reshape(2, 2), crop_box, self.parts.input_hw)
-                        .reshape(4)
-                        .astype(np.float32),
+                        crop_points_to_frame(box.reshape(2, 2), crop_box, input_hw).reshape(4),
                         score,
                     )
                     for label, (box, score) in best.items()
@@ -151,72 +196,35 @@ class FrameParser:
             )
         return found
 
-    def parse(self, frames_rgb: Sequence[np.ndarray]) -> list[tuple[HumanResult, ...]]:
-        """Parse a batch of (H, W, 3) uint8 RGB frames; one tuple of humans per frame."""
-        detections = self.detect_persons(frames_rgb)
-        tensors = [frame_tensor(frame) for frame in frames_rgb]
-        crops, crop_boxes, owners = [], [], []
-        for index, (frame, found) in enumerate(zip(tensors, detections, strict=True)):
-            if len(found):
-                frame_crops, frame_boxes = pose_crops(
-                    frame, found.boxes_xyxy.numpy(), self.pose.input_hw
-                )
-                crops.append(frame_crops)
-                crop_boxes.append(frame_boxes)
-                owners += [index] * len(found)
-        if not owners:
-            return [() for _ in frames_rgb]
-        keypoints = self.estimate_poses(torch.cat(crops), np.concatenate(crop_boxes))
-        owners_array = np.array(owners)
-        results = []
-        for index, (frame_rgb, frame, found) in enumerate(
-            zip(frames_rgb, tensors, detections, strict=True)
-        ):
-            persons = self._persons(frame_rgb.shape[:2], found, keypoints[owners_array == index])
-            if len(persons.scores) == 0:
-                results.append(())
-                continue
-            parts = self.find_parts(frame, persons)
-            results.append(self._humans(persons, parts))
-        return results
 
-    def _persons(
-        self, frame_hw: tuple[int, int], found: Detections, keypoints: np.ndarray
-    ) -> Persons:
-        boxes = found.boxes_xyxy.numpy().astype(np.float32)
-        if self.pose_settings.refine_person_boxes:
-            boxes = (
-                np.stack(
-                    [
-                        refine_person_box(
-                            box,
-                            person_keypoints,
-                            frame_hw,
-                            min_score=self.pose_settings.min_keypoint_score,
-                        )
-                        for box, person_keypoints in zip(boxes, keypoints, strict=True)
-                    ]
-                )
-                if len(boxes)
-                else boxes
-            )
-        return Persons(boxes, found.scores.numpy(), keypoints.astype(np.float32))
-
-    @staticmethod
-    def _humans(
-        persons: Persons, parts: list[dict[str, tuple[np.ndarray, float]]]
-    ) -> tuple[HumanResult, ...]:
-        return tuple(
-            HumanResult(
-                box=tuple(box.tolist()),
-                score=float(score),
-                keypoints=tuple(map(tuple, keypoints.tolist())),
-                parts={
-                    name: PartResult(box=tuple(part_box.tolist()), score=float(part_score))
-                    for name, (part_box, part_score) in person_parts.items()
-                },
-            )
-            for box, score, keypoints, person_parts in zip(
-                persons.boxes_xyxy, persons.scores, persons.keypoints_xys, parts, strict=True
-            )
+def humans(persons: Persons, parts: Sequence[PartBoxes]) -> tuple[HumanResult, ...]:
+    """Result objects for the persons of one frame and their parts (states not yet known)."""
+    return tuple(
+        HumanResult(
+            box=tuple(box.tolist()),
+            score=float(score),
+            keypoints=tuple(map(tuple, keypoints.tolist())),
+            parts={
+                name: PartResult(box=tuple(part_box.tolist()), score=float(part_score))
+                for name, (part_box, part_score) in person_parts.items()
+            },
         )
+        for box, score, keypoints, person_parts in zip(
+            persons.boxes_xyxy, persons.scores, persons.keypoints_xys, parts, strict=True
+        )
+    )
+
+
+class FrameParser:
+    """Persons -> poses -> refined boxes -> painted crops -> parts, for a batch of frames."""
+
+    def __init__(self, person: PersonDetector, pose: PoseEstimator, parts: PartDetector) -> None:
+        self.person, self.pose, self.parts = person, pose, parts
+
+    def __call__(self, frames_rgb: Sequence[np.ndarray]) -> list[tuple[HumanResult, ...]]:
+        """Parse a batch of (H, W, 3) uint8 RGB frames; one tuple of humans per frame."""
+        persons = self.pose(frames_rgb, self.person(frames_rgb))
+        return [
+            humans(found, self.parts(frame_rgb, found))
+            for frame_rgb, found in zip(frames_rgb, persons, strict=True)
+        ]

@@ -51,6 +51,7 @@ class PartSettings(NetworkSettings):
     """The part detector (YOLOF) on person crops."""
 
     paint: bool = Field(True, description="draw keypoints as coloured dots on the crop")
+    paint_min_score: float = Field(0.3, ge=0, le=1, description="keypoints painted from this score")
     score_threshold: float = Field(0.05, ge=0, le=1, description="minimum part score")
 
 

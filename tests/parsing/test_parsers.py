@@ -6,7 +6,7 @@ import torch
 
 import models
 from parsing.clip_parser import ClipEnsemble, ClipParser, ClipWindow, Decision, average
-from parsing.frame_parser import FrameParser
+from parsing.frame_parser import FrameParser, PartDetector, PersonDetector, PoseEstimator
 from parsing.networks import load_network
 from parsing.settings import (
     ClipNetworkSettings,
@@ -54,18 +54,17 @@ def frame_parser(tmp_path_factory):
         PartSettings(weights=_save(tmp_path, "yolof_tiny", list(PARTS), (3, 96, 96)))
     )
     return FrameParser(
-        person,
-        pose,
-        parts,
-        PersonSettings(weights=tmp_path, score_threshold=0.0, max_persons=3),
-        PoseSettings(weights=tmp_path, min_keypoint_score=0.0),
-        PartSettings(weights=tmp_path, score_threshold=0.0),
+        PersonDetector(
+            person, PersonSettings(weights=tmp_path, score_threshold=0.0, max_persons=3)
+        ),
+        PoseEstimator(pose, PoseSettings(weights=tmp_path, min_keypoint_score=0.0)),
+        PartDetector(parts, PartSettings(weights=tmp_path, score_threshold=0.0)),
     )
 
 
 def test_frame_parser_gives_humans_with_keypoints_and_parts(frame_parser):
     frames = [np.random.default_rng(i).integers(0, 255, (120, 160, 3), np.uint8) for i in range(2)]
-    results = frame_parser.parse(frames)
+    results = frame_parser(frames)
     assert len(results) == 2
     for humans in results:
         assert 1 <= len(humans) <= 3
@@ -80,7 +79,7 @@ def test_frame_parser_gives_humans_with_keypoints_and_parts(frame_parser):
 
 def test_refined_boxes_contain_confident_keypoints(frame_parser):
     frame = np.random.default_rng(7).integers(0, 255, (120, 160, 3), np.uint8)
-    for human in frame_parser.parse([frame])[0]:
+    for human in frame_parser([frame])[0]:
         keypoints = np.array(human.keypoints)
         inside = keypoints[(keypoints[:, 0] >= 0) & (keypoints[:, 0] <= 159)]
         inside = inside[(inside[:, 1] >= 0) & (inside[:, 1] <= 119)]

@@ -1,0 +1,1 @@
+"""GStreamer elements: thin adapters from buffers to the parsing stages."""
