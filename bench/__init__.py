@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that time parts of the system and print JSON figures."""

@@ -1,0 +1,189 @@
+"""The report's part-label transform and the prior baseline built on it.
+
+Part-state parsing becomes video classification: each video gets six *part labels*
+``<action>_<PartType>_<state>``, one per part type, where ``state`` is the most frequent state of
+that part type over every annotated human and frame of the video (left and right parts pool into
+one type), e.g. ``belly_dancing_Head_none``. At test time every detected part of a type gets the
+state of the predicted label.
+
+Ties between equally frequent states go to the alphabetically first state name, so the result
+never depends on frame or human order. A part type the video never annotates gets
+`MISSING_STATE`.
+
+The baselines use the test ground truth for everything but the states (human and part boxes and
+the action are an oracle): ``prior`` takes each (action, part type)'s most frequent state in a
+training set (the report's model-free baseline), ``video-labels`` each test video's own part labels
+(the ceiling of the label transform).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from tps.formats import Frames, GroundTruth, GtHuman, PredHuman, Prediction, PredPart
+from tps.vocabulary import PART_TYPES, part_type
+
+log = logging.getLogger(__name__)
+
+MISSING_STATE = "none"
+"""The state given to a part type that has no annotation to count (``none`` = no movement)."""
+
+BaselineMode = Literal["prior", "video-labels"]
+BASELINE_MODES: tuple[BaselineMode, ...] = ("prior", "video-labels")
+
+_TYPE_WORDS = "|".join(type_name.capitalize() for type_name in PART_TYPES)
+_LABEL = re.compile(rf"^(?P<action>.+?)_(?P<type>{_TYPE_WORDS})_(?P<state>.+)$")
+
+
+class LabelError(Exception):
+    """A part label cannot be parsed, or a baseline mode is unknown."""
+
+
+def label_name(action: str, part_type_name: str, state: str) -> str:
+    """``("belly_dancing", "head", "none")`` -> ``"belly_dancing_Head_none"``."""
+    return f"{action}_{part_type_name.capitalize()}_{state}"
+
+
+def parse_label(label: str) -> tuple[str, str, str]:
+    """``"belly_dancing_Head_none"`` -> ``("belly_dancing", "head", "none")``.
+
+    The capitalised part type separates action and state, both of which may contain underscores
+    (``hurling_(sport)``, ``step_on``); actions and states are lower case.
+
+    Raises:
+        LabelError: `label` has no ``_<PartType>_`` separator.
+    """
+    match = _LABEL.match(label)
+    if match is None:
+        raise LabelError(
+            f"part label {label!r}: expected <action>_<PartType>_<state> with PartType one of "
+            f"{_TYPE_WORDS.replace('|', ', ')}"
+        )
+    return match["action"], match["type"].lower(), match["state"]
+
+
+def state_of_label(label: str) -> str:
+    """The state of a part label: ``"lunge_Leg_step_on"`` -> ``"step_on"``."""
+    return parse_label(label)[2]
+
+
+def _most_frequent(counts: Counter[str]) -> str:
+    """The most frequent state; ties go to the alphabetically first; `MISSING_STATE` if empty."""
+    if not counts:
+        return MISSING_STATE
+    return min(counts.items(), key=lambda item: (-item[1], item[0]))[0]
+
+
+def _count_states(frames: Frames[GtHuman], counts: dict[str, Counter[str]]) -> None:
+    """Add every annotated part's state of `frames` to ``counts[part type]``."""
+    for humans in frames.values():
+        for human in humans:
+            for name, part in human.parts.items():
+                counts[part_type(name)][part.verb] += 1
+
+
+def _new_counts() -> dict[str, Counter[str]]:
+    return {type_name: Counter() for type_name in PART_TYPES}
+
+
+def video_states(frames: Frames[GtHuman]) -> dict[str, str]:
+    """Part type -> most frequent state of that type in one video (all 6 part types)."""
+    counts = _new_counts()
+    _count_states(frames, counts)
+    return {type_name: _most_frequent(counts[type_name]) for type_name in PART_TYPES}
+
+
+def part_labels(action: str, frames: Frames[GtHuman]) -> dict[str, str]:
+    """The six part labels of a video: part type -> ``<action>_<PartType>_<state>``."""
+    return {
+        type_name: label_name(action, type_name, state)
+        for type_name, state in video_states(frames).items()
+    }
+
+
+@dataclass(frozen=True)
+class PriorTable:
+    """The most frequent state per (action, part type) in a training set.
+
+    Attributes:
+        states: (action, part type) -> most frequent state over all annotated parts of that type
+            in all training videos of that action.
+        fallback: part type -> most frequent state over the whole training set, used for actions
+            the training set lacks.
+    """
+
+    states: dict[tuple[str, str], str]
+    fallback: dict[str, str]
+
+    @classmethod
+    def fit(cls, gt: GroundTruth) -> PriorTable:
+        """Count the states of every annotated part of `gt`."""
+        by_action: dict[str, dict[str, Counter[str]]] = {}
+        overall = _new_counts()
+        for video, action in gt.labels.items():
+            counts = by_action.setdefault(action, _new_counts())
+            _count_states(gt.parts.get(video, {}), counts)
+        for counts in by_action.values():
+            for type_name, counter in counts.items():
+                overall[type_name].update(counter)
+        states = {
+            (action, type_name): _most_frequent(counter)
+            for action, counts in by_action.items()
+            for type_name, counter in counts.items()
+            if counter
+        }
+        fallback = {type_name: _most_frequent(overall[type_name]) for type_name in PART_TYPES}
+        log.debug("prior table: %d actions, %d cells", len(by_action), len(states))
+        return cls(states=states, fallback=fallback)
+
+    def state(self, action: str, part_type_name: str) -> str:
+        """The prior state of a part type for an action (the fallback if the pair is unseen)."""
+        state = self.states.get((action, part_type_name))
+        if state is None:
+            return self.fallback.get(part_type_name, MISSING_STATE)
+        return state
+
+
+def _oracle_humans(humans: Iterable[GtHuman], states: dict[str, str]) -> list[PredHuman]:
+    """GT humans as predictions: GT boxes, one proposal per part, the state of its part type."""
+    return [
+        PredHuman(
+            box=human.box,
+            parts={
+                name: PredPart(boxes=(part.box,), verbs=(states[part_type(name)],))
+                for name, part in human.parts.items()
+            },
+        )
+        for human in humans
+    ]
+
+
+def baseline(train: GroundTruth, test: GroundTruth, mode: BaselineMode = "prior") -> Prediction:
+    """A prediction for `test` whose only guesses are the part states.
+
+    Args:
+        train: training ground truth; only ``prior`` reads it.
+        test: test ground truth; its actions and boxes are copied into the prediction.
+        mode: ``prior`` (states from `PriorTable.fit(train)`) or ``video-labels`` (each test
+            video's own most frequent states, `video_states`).
+
+    Raises:
+        LabelError: `mode` is unknown.
+    """
+    if mode not in BASELINE_MODES:
+        raise LabelError(f"baseline mode {mode!r}: expected one of {', '.join(BASELINE_MODES)}")
+    prior = PriorTable.fit(train) if mode == "prior" else None
+    parts: dict[str, Frames[PredHuman]] = {}
+    for video, action in test.labels.items():
+        frames = test.parts.get(video, {})
+        if prior is None:
+            states = video_states(frames)
+        else:
+            states = {type_name: prior.state(action, type_name) for type_name in PART_TYPES}
+        parts[video] = {key: _oracle_humans(humans, states) for key, humans in frames.items()}
+    return Prediction(labels=dict(test.labels), parts=parts)
