@@ -1,0 +1,147 @@
+"""Small GStreamer helpers: lazy init, parse/launch, bounded bus waits, caps strings.
+
+GStreamer is initialised on first use (`init`), never at import. Every wait on the bus is bounded
+by a timeout; bus errors become `GstError` with a one-line message naming the element.
+"""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+
+import gi
+
+gi.require_version("Gst", "1.0")
+from gi.repository import GLib, Gst  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+NS_PER_S = 1_000_000_000
+RGB_FORMAT = "RGB"
+
+
+class GstError(Exception):
+    """A pipeline cannot be built, fails while running, or does not finish in time."""
+
+
+def init() -> None:
+    """Initialise GStreamer once; later calls do nothing."""
+    if not Gst.is_initialized():
+        Gst.init(None)
+        log.debug("GStreamer %s initialised", Gst.version_string())
+
+
+def parse_launch(description: str) -> Gst.Pipeline:
+    """Build a pipeline from a gst-launch description.
+
+    Raises:
+        GstError: the description does not parse or names an unknown element.
+    """
+    init()
+    try:
+        element = Gst.parse_launch(description)
+    except GLib.Error as error:
+        raise GstError(f"cannot build pipeline: {error.message} (in {description!r})") from error
+    if isinstance(element, Gst.Pipeline):
+        return element
+    pipeline = Gst.Pipeline.new(None)  # a description of one element parses to that element
+    pipeline.add(element)
+    return pipeline
+
+
+def parse_bin(description: str, name: str, src_element: str) -> Gst.Bin:
+    """Build a bin named `name` whose ``src`` ghost pad is the src pad of element `src_element`.
+
+    Pads are ghosted explicitly: ghosting every unlinked pad at parse time would also ghost the
+    sink pad waiting for a delayed link from a dynamic pad (decodebin), which then never links.
+
+    Raises:
+        GstError: the description does not parse or `src_element` is not in it.
+    """
+    init()
+    try:
+        bin_ = Gst.parse_bin_from_description(description, False)
+    except GLib.Error as error:
+        raise GstError(f"cannot build bin: {error.message} (in {description!r})") from error
+    bin_.set_name(name)
+    element = bin_.get_by_name(src_element)
+    if element is None:
+        raise GstError(f"bin {name!r}: no element named {src_element!r} in {description!r}")
+    bin_.add_pad(Gst.GhostPad.new("src", element.get_static_pad("src")))
+    return bin_
+
+
+def error_text(message: Gst.Message) -> str:
+    """One line for an ERROR or WARNING message: ``<element>: <message>``."""
+    if message.type == Gst.MessageType.ERROR:
+        error, _debug = message.parse_error()
+    else:
+        error, _debug = message.parse_warning()
+    source = message.src.get_name() if message.src is not None else "pipeline"
+    return f"{source}: {error.message}"
+
+
+def post_error(element: Gst.Element, text: str, debug: str | None = None) -> None:
+    """Post a stream error from `element` on its bus, as GST_ELEMENT_ERROR does in C."""
+    error = GLib.Error.new_literal(Gst.stream_error_quark(), text, int(Gst.StreamError.FAILED))
+    element.post_message(Gst.Message.new_error(element, error, debug or text))
+
+
+def run_until_eos(pipeline: Gst.Pipeline, timeout_s: float) -> None:
+    """Play `pipeline` until end of stream; always leaves it in NULL.
+
+    Raises:
+        GstError: an element posts an error, or no EOS comes within `timeout_s` seconds.
+    """
+    bus = pipeline.get_bus()
+    try:
+        if pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
+            message = bus.pop_filtered(Gst.MessageType.ERROR)
+            detail = error_text(message) if message is not None else "state change failed"
+            raise GstError(f"cannot start pipeline: {detail}")
+        message = bus.timed_pop_filtered(
+            int(timeout_s * NS_PER_S), Gst.MessageType.EOS | Gst.MessageType.ERROR
+        )
+        if message is None:
+            raise GstError(f"no end of stream within {timeout_s:g} s")
+        if message.type == Gst.MessageType.ERROR:
+            raise GstError(error_text(message))
+    finally:
+        pipeline.set_state(Gst.State.NULL)
+
+
+def rgb_caps(width: int | None = None, height: int | None = None, fps: float | None = None) -> str:
+    """Caps string for packed RGB; None leaves that field open.
+
+    ``rgb_caps(320, 240, 30)`` -> ``video/x-raw,format=RGB,width=320,height=240,framerate=30/1``;
+    fractional rates are kept exactly enough (29.97 -> 2997/100).
+    """
+    fields = [f"video/x-raw,format={RGB_FORMAT}"]
+    if width is not None:
+        fields.append(f"width={width}")
+    if height is not None:
+        fields.append(f"height={height}")
+    if fps is not None:
+        rate = Fraction(fps).limit_denominator(1001)
+        fields.append(f"framerate={rate.numerator}/{rate.denominator}")
+    return ",".join(fields)
+
+
+def caps_size(caps: Gst.Caps) -> tuple[int, int]:
+    """(width, height) of fixed video caps.
+
+    Raises:
+        GstError: the caps carry no integer width and height.
+    """
+    structure = caps.get_structure(0)
+    ok_w, width = structure.get_int("width")
+    ok_h, height = structure.get_int("height")
+    if not (ok_w and ok_h):
+        raise GstError(f"caps have no fixed size: {caps.to_string()}")
+    return width, height
+
+
+def quote(value: str) -> str:
+    """`value` as a double-quoted gst-launch property value (paths with spaces, quotes)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'

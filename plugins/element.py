@@ -1,0 +1,399 @@
+"""The base of our Python GStreamer elements: a thin adapter around a plain Python stage.
+
+An element is declared, not written: an `ElementSpec` names it, lists its properties once (from
+which ``__gproperties__``, ``do_get_property`` and ``do_set_property`` are derived) and gives a
+factory for its `Stage`. The stage holds all the logic and is driven by tests without GStreamer
+(Savant's pyfunc split)::
+
+    PERSON = ElementSpec(
+        name="tpsperson",
+        summary="Detect persons on RGB frames",
+        properties=(Prop("checkpoint", str, None, "YOLOF checkpoint path", required=True),),
+        stage_factory=lambda props: PersonStage(props["checkpoint"]),
+    )
+
+`make_element_class(spec)` builds the `GstBase.BaseTransform` subclass (in place, RGB in and out);
+`register_elements()` registers every element in `CATALOGUE` with the running process, and
+``plugins/python/tpsplugins.py`` does the same for `gst-launch-1.0` through the gst-python loader.
+
+Runtime behaviour: property values are handed to the stage factory when the element leaves READY
+(later changes apply at the next start); required properties are checked then; a missing one,
+a failing ``stage.start()`` or an exception from ``stage.process()`` is posted on the bus as an
+element error naming the element, and the flow returns ERROR. The stream name travels downstream
+as a sticky custom event (`STREAM_EVENT`) sent by the element whose spec sets `announces_stream`
+(``tpsstamp``); every element uses it with the buffer PTS to find the frame's `FrameRecord`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import gi
+import numpy as np
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstBase", "1.0")
+gi.require_version("GstVideo", "1.0")
+from gi.repository import GLib, GObject, Gst, GstBase, GstVideo  # noqa: E402
+
+from plugins.frames import FrameRecord, default_table, map_rgb  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+RGB_CAPS = "video/x-raw,format=RGB,width=[1,2147483647],height=[1,2147483647]"
+"""What every element accepts and produces: packed 8-bit RGB at any size and rate."""
+
+STREAM_EVENT = "tps-stream"
+"""Structure name of the sticky downstream event carrying the stream name (field ``stream``)."""
+
+ELEMENT_KLASS = "Filter/Analyzer/Video"
+ELEMENT_AUTHOR = "tps-parser"
+
+CATALOGUE: tuple[str, ...] = ("plugins.stamp:STAMP",)
+"""Every element we ship, as ``module:attribute`` of its `ElementSpec`, imported on registration
+so that importing this module pulls in no model code."""
+
+
+class ElementError(Exception):
+    """An element spec is malformed or an element cannot be registered."""
+
+
+@dataclass(slots=True)
+class FrameContext:
+    """One frame as a stage sees it; valid only during `Stage.process`.
+
+    Attributes:
+        stream: stream name from the upstream ``tpsstamp`` ("" when there is none).
+        frame_index: 0-based index in the stream, from the frame's record (None without one).
+        pts_ns: buffer presentation time in nanoseconds (None when the buffer has none).
+        width: frame width in pixels.
+        height: frame height in pixels.
+        rgb: (H, W, 3) uint8 view of the buffer; writable only for specs with ``writable=True``.
+            Copy it to keep pixels beyond this call.
+        record: the frame's side-table record, or None when no ``tpsstamp`` opened one.
+    """
+
+    stream: str
+    frame_index: int | None
+    pts_ns: int | None
+    width: int
+    height: int
+    rgb: np.ndarray
+    record: FrameRecord | None
+
+
+class Stage(Protocol):
+    """The logic behind an element, free of GStreamer."""
+
+    def start(self) -> None:
+        """Acquire resources (load models, open sockets); called when the element starts."""
+
+    def process(self, frame: FrameContext) -> None:
+        """Handle one frame: read `frame.rgb`, write results into `frame.record`."""
+
+    def stop(self) -> None:
+        """Release resources; called when the element stops, also after a failure."""
+
+
+PropValue = str | int | float | bool | None
+_T = TypeVar("_T")
+_ErrorCode = Gst.CoreError | Gst.LibraryError | Gst.StreamError
+_ERROR_DOMAINS: dict[type, str] = {
+    Gst.CoreError: "core_error_quark",
+    Gst.LibraryError: "library_error_quark",
+    Gst.StreamError: "stream_error_quark",
+}
+"""Error enum -> name of its GQuark function, looked up at call time (Gst fakes it before init)."""
+StageFactory = Callable[[Mapping[str, Any]], Stage]
+
+_NAME = re.compile(r"[a-z][a-z0-9-]*")
+_INT_RANGE = (-(2**31), 2**31 - 1)
+_FLOAT_RANGE = (-1.0e300, 1.0e300)
+_GTYPES: dict[type, GObject.GType] = {
+    str: GObject.TYPE_STRING,
+    int: GObject.TYPE_INT,
+    float: GObject.TYPE_DOUBLE,
+    bool: GObject.TYPE_BOOLEAN,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Prop:
+    """One element property, declared once.
+
+    Attributes:
+        name: property name as written in a launch line (``[a-z][a-z0-9-]*``); the stage factory
+            receives it with ``-`` turned into ``_``.
+        type: str, int, float or bool.
+        default: default value (None only for str).
+        blurb: one line for gst-inspect.
+        required: must be set (a non-empty string) before the element leaves READY.
+        minimum: lower bound for int and float.
+        maximum: upper bound for int and float.
+    """
+
+    name: str
+    type: type
+    default: PropValue
+    blurb: str
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def key(self) -> str:
+        """The name as a Python identifier."""
+        return self.name.replace("-", "_")
+
+    def gproperty(self) -> tuple:
+        """The ``__gproperties__`` entry of this property."""
+        gtype = _GTYPES[self.type]
+        flags = GObject.ParamFlags.READWRITE
+        if self.type in (int, float):
+            low, high = _INT_RANGE if self.type is int else _FLOAT_RANGE
+            low = low if self.minimum is None else self.type(self.minimum)
+            high = high if self.maximum is None else self.type(self.maximum)
+            return (gtype, self.name, self.blurb, low, high, self.default, flags)
+        return (gtype, self.name, self.blurb, self.default, flags)
+
+
+@dataclass(frozen=True, slots=True)
+class ElementSpec:
+    """Everything that distinguishes one of our elements.
+
+    Attributes:
+        name: factory name (``tps...``), also the GType name's stem.
+        summary: one-line description for gst-inspect.
+        stage_factory: builds the stage from the property values (keys are `Prop.key`).
+        properties: the element's properties.
+        writable: the stage draws on `FrameContext.rgb` (the buffer is made writable, which may
+            copy it); otherwise the element runs in passthrough and the view is read-only.
+        announces_stream: the element owns a ``stream`` property and sends it downstream as the
+            sticky `STREAM_EVENT` before its first buffer.
+    """
+
+    name: str
+    summary: str
+    stage_factory: StageFactory
+    properties: tuple[Prop, ...] = ()
+    writable: bool = False
+    announces_stream: bool = False
+
+    def __post_init__(self) -> None:
+        names = [prop.name for prop in self.properties]
+        for name in [self.name, *names]:
+            if not _NAME.fullmatch(name):
+                raise ElementError(
+                    f"element {self.name!r}: name {name!r} does not match {_NAME.pattern}"
+                )
+        if len(set(names)) != len(names):
+            raise ElementError(f"element {self.name!r}: duplicate property names in {names}")
+        for prop in self.properties:
+            if prop.type not in _GTYPES:
+                raise ElementError(
+                    f"element {self.name!r}: property {prop.name!r} has type"
+                    f" {prop.type.__name__}, expected one of str, int, float, bool"
+                )
+        if self.announces_stream and "stream" not in names:
+            raise ElementError(f"element {self.name!r} announces its stream but has no 'stream'")
+
+
+def stream_event(stream: str) -> Gst.Event:
+    """The sticky downstream event that names the stream of the buffers following it."""
+    structure = Gst.Structure.new_empty(STREAM_EVENT)
+    structure.set_value("stream", stream)
+    return Gst.Event.new_custom(Gst.EventType.CUSTOM_DOWNSTREAM_STICKY, structure)
+
+
+def _stream_of(event: Gst.Event) -> str | None:
+    """The stream named by a `STREAM_EVENT`, or None for any other event."""
+    if event.type != Gst.EventType.CUSTOM_DOWNSTREAM_STICKY:
+        return None
+    structure = event.get_structure()
+    if structure is None or not structure.has_name(STREAM_EVENT):
+        return None
+    return structure.get_string("stream")
+
+
+def _pad_templates() -> tuple[Gst.PadTemplate, Gst.PadTemplate]:
+    caps = Gst.Caps.from_string(RGB_CAPS)
+    return (
+        Gst.PadTemplate.new("sink", Gst.PadDirection.SINK, Gst.PadPresence.ALWAYS, caps),
+        Gst.PadTemplate.new("src", Gst.PadDirection.SRC, Gst.PadPresence.ALWAYS, caps),
+    )
+
+
+class _ElementMethods:
+    """The behaviour shared by every element; `make_element_class` copies these methods into each
+    BaseTransform subclass (PyGObject installs only the ``do_*`` vfuncs found in a class's own
+    namespace, so a plain mixin base would be ignored).
+    """
+
+    spec: ElementSpec
+
+    def _setup(self) -> None:
+        self._values: dict[str, PropValue] = {p.name: p.default for p in self.spec.properties}
+        self._stage: Stage | None = None
+        self._video: GstVideo.VideoInfo | None = None
+        self._stream = ""
+        self._announce = False
+        self.set_in_place(True)
+        self.set_passthrough(not self.spec.writable)
+
+    # -- properties, derived from the spec's table ------------------------------------------
+    def do_get_property(self, pspec: GObject.ParamSpec) -> PropValue:
+        return self._values[pspec.name]
+
+    def do_set_property(self, pspec: GObject.ParamSpec, value: PropValue) -> None:
+        self._values[pspec.name] = value
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def do_start(self) -> bool:
+        missing = [p.name for p in self.spec.properties if p.required and not self._values[p.name]]
+        if missing:
+            return self._fail(
+                Gst.LibraryError.SETTINGS,
+                f"required properties not set: {', '.join(missing)}",
+                False,
+            )
+        values = {p.key: self._values[p.name] for p in self.spec.properties}
+        try:
+            self._stage = self.spec.stage_factory(values)
+            self._stage.start()
+        except Exception as error:  # any stage failure becomes a bus error
+            self._stage = None
+            return self._fail(Gst.LibraryError.INIT, f"cannot start: {error}", False, error)
+        if self.spec.announces_stream:
+            self._stream = str(self._values["stream"])
+            self._announce = True
+        log.debug("%s started with %s", self.get_name(), values)
+        return True
+
+    def do_stop(self) -> bool:
+        stage, self._stage = self._stage, None
+        if stage is not None:
+            try:
+                stage.stop()
+            except Exception as error:  # stopping must not raise into GStreamer
+                log.warning("%s: stage stop failed: %s", self.get_name(), error)
+        return True
+
+    def do_set_caps(self, incaps: Gst.Caps, outcaps: Gst.Caps) -> bool:
+        self._video = GstVideo.VideoInfo.new_from_caps(incaps)
+        return self._video is not None
+
+    def do_sink_event(self, event: Gst.Event) -> bool:
+        stream = _stream_of(event)
+        if stream is not None and not self.spec.announces_stream:
+            self._stream = stream
+        return GstBase.BaseTransform.do_sink_event(self, event)
+
+    # -- frames ------------------------------------------------------------------------------
+    def do_transform_ip(self, buffer: Gst.Buffer) -> Gst.FlowReturn:
+        if self._stage is None or self._video is None:
+            return self._fail(
+                Gst.CoreError.NEGOTIATION,
+                "buffer before start or caps",
+                Gst.FlowReturn.NOT_NEGOTIATED,
+            )
+        if self._announce:
+            self._announce = False
+            self.srcpad.push_event(stream_event(self._stream))
+        pts = None if buffer.pts == Gst.CLOCK_TIME_NONE else buffer.pts
+        record = default_table().get(self._stream, pts) if pts is not None else None
+        width, height = self._video.width, self._video.height
+        try:
+            with map_rgb(buffer, width, height, writable=self.spec.writable) as rgb:
+                frame = FrameContext(
+                    stream=self._stream,
+                    frame_index=None if record is None else record.frame_index,
+                    pts_ns=pts,
+                    width=width,
+                    height=height,
+                    rgb=rgb,
+                    record=record,
+                )
+                self._stage.process(frame)
+        except Exception as error:  # a failing frame stops the stream with a bus error
+            return self._fail(
+                Gst.StreamError.FAILED,
+                f"frame at pts {pts} of stream {self._stream!r}: {error}",
+                Gst.FlowReturn.ERROR,
+                error,
+            )
+        return Gst.FlowReturn.OK
+
+    def _fail(self, code: _ErrorCode, text: str, result: _T, error: Exception | None = None) -> _T:
+        """Post `text` as an element error on the bus (GST_ELEMENT_ERROR) and return `result`."""
+        domain = getattr(Gst, _ERROR_DOMAINS[type(code)])()
+        gerror = GLib.Error.new_literal(domain, text, int(code))
+        debug = f"{type(error).__name__}: {error}" if error is not None else text
+        self.post_message(Gst.Message.new_error(self, gerror, debug))
+        log.debug("%s", text)
+        return result
+
+
+_classes: dict[str, type] = {}
+_classes_lock = threading.Lock()
+
+
+def make_element_class(spec: ElementSpec) -> type:
+    """The `GstBase.BaseTransform` subclass for `spec` (built once per name, then reused)."""
+    with _classes_lock:
+        cls = _classes.get(spec.name)
+        if cls is not None:
+            return cls
+        Gst.init(None)
+        type_name = spec.name.capitalize()
+
+        def __init__(self: Any) -> None:
+            GstBase.BaseTransform.__init__(self)
+            self._setup()
+
+        namespace = {
+            "__gtype_name__": type_name,
+            "__gstmetadata__": (spec.name, ELEMENT_KLASS, spec.summary, ELEMENT_AUTHOR),
+            "__gsttemplates__": _pad_templates(),
+            "__gproperties__": {prop.name: prop.gproperty() for prop in spec.properties},
+            "__init__": __init__,
+            "spec": spec,
+        }
+        namespace.update(
+            (key, value) for key, value in vars(_ElementMethods).items() if not key.startswith("__")
+        )
+        cls = type(type_name, (GstBase.BaseTransform,), namespace)
+        _classes[spec.name] = cls
+        return cls
+
+
+def load_spec(entry: str) -> ElementSpec:
+    """Import one `CATALOGUE` entry (``module:attribute``)."""
+    module_name, _, attribute = entry.partition(":")
+    spec = getattr(importlib.import_module(module_name), attribute, None)
+    if not isinstance(spec, ElementSpec):
+        raise ElementError(f"catalogue entry {entry!r} is not an ElementSpec (got {spec!r})")
+    return spec
+
+
+def register_elements(
+    specs: Iterable[ElementSpec] | None = None, plugin: Gst.Plugin | None = None
+) -> list[str]:
+    """Register elements with this process (idempotent); returns their names.
+
+    Args:
+        specs: what to register; every entry of `CATALOGUE` when None.
+        plugin: the plugin owning the elements; None registers them as static elements of this
+            process (in-process use); the gst-python loader passes its plugin.
+    """
+    specs = [load_spec(entry) for entry in CATALOGUE] if specs is None else list(specs)
+    for spec in specs:
+        cls = make_element_class(spec)
+        if not Gst.Element.register(plugin, spec.name, Gst.Rank.NONE, cls.__gtype__):
+            raise ElementError(f"cannot register element {spec.name!r}")
+    return [spec.name for spec in specs]

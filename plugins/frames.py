@@ -1,0 +1,212 @@
+"""Frames between our elements: RGB buffer mapping and the per-frame side table.
+
+`map_rgb` maps a `Gst.Buffer` holding one packed RGB frame as a (H, W, 3) uint8 numpy view of the
+buffer's own memory (no copy), honouring row padding, and always unmaps on exit. The view is only
+valid inside the ``with`` block: copy what must outlive it.
+
+`FrameTable` carries per-frame results from one element to the next. GstMeta written in Python is
+awkward on GStreamer 1.22, so records live beside the buffers, keyed by (stream, PTS in ns); the
+`tpsstamp` element opens a record per frame and the last element releases it. The table is bounded:
+records older than `max_age_frames` frames of their stream, or beyond `max_records` in all, are
+evicted when new ones are opened, so frames dropped by a leaky queue never leak.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import gi
+import numpy as np
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstVideo", "1.0")
+from gi.repository import Gst, GstVideo  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+RGB_CHANNELS = 3
+ROW_ALIGN_BYTES = 4
+"""GStreamer pads each packed RGB row to a multiple of 4 bytes (GST_ROUND_UP_4)."""
+
+DEFAULT_MAX_AGE_FRAMES = 256
+DEFAULT_MAX_RECORDS = 4096
+
+
+class FrameError(Exception):
+    """A buffer does not hold the RGB frame its caps promise, or cannot be mapped."""
+
+
+def rgb_stride(width: int) -> int:
+    """Bytes per row of a packed RGB frame `width` pixels wide, padded as GStreamer pads it."""
+    row = width * RGB_CHANNELS
+    return (row + ROW_ALIGN_BYTES - 1) // ROW_ALIGN_BYTES * ROW_ALIGN_BYTES
+
+
+def _plane_layout(buffer: Gst.Buffer, width: int) -> tuple[int, int]:
+    """(offset, stride) in bytes of the RGB plane: from the buffer's VideoMeta, else the default."""
+    meta = GstVideo.buffer_get_video_meta(buffer)
+    if meta is not None:
+        return meta.offset[0], meta.stride[0]
+    return 0, rgb_stride(width)
+
+
+@contextmanager
+def map_rgb(
+    buffer: Gst.Buffer, width: int, height: int, writable: bool = False
+) -> Iterator[np.ndarray]:
+    """Map `buffer` as a (height, width, 3) uint8 RGB view of its memory; always unmaps.
+
+    Args:
+        buffer: one packed RGB frame (caps ``video/x-raw,format=RGB``).
+        width: frame width in pixels, from the negotiated caps.
+        height: frame height in pixels.
+        writable: map for writing (the element must own a writable buffer); otherwise the view is
+            read-only and writing to it raises ValueError.
+
+    Yields:
+        (H, W, 3) uint8 view with row stride taken from the buffer's VideoMeta or, without one, the
+        4-byte-aligned default. Valid only inside the ``with`` block.
+
+    Raises:
+        FrameError: the buffer cannot be mapped or is smaller than the frame.
+    """
+    offset, stride = _plane_layout(buffer, width)
+    flags = Gst.MapFlags.READ | (Gst.MapFlags.WRITE if writable else Gst.MapFlags(0))
+    ok, info = buffer.map(flags)
+    if not ok:
+        raise FrameError(f"cannot map buffer {'read-write' if writable else 'read-only'}")
+    try:
+        needed = offset + stride * (height - 1) + width * RGB_CHANNELS
+        if info.size < needed:
+            raise FrameError(
+                f"RGB buffer for {width}x{height} (stride {stride}) needs {needed} bytes,"
+                f" got {info.size}"
+            )
+        yield np.ndarray(
+            (height, width, RGB_CHANNELS),
+            dtype=np.uint8,
+            buffer=info.data,
+            offset=offset,
+            strides=(stride, RGB_CHANNELS, 1),
+        )
+    finally:
+        buffer.unmap(info)
+
+
+@dataclass(slots=True)
+class FrameRecord:
+    """What our elements know about one frame of one stream.
+
+    Attributes:
+        stream: the stream name given to `tpsstamp`.
+        frame_index: 0-based index of the frame within the stream.
+        pts_ns: presentation time of the buffer in nanoseconds.
+        results: per-stage results by stage name (e.g. ``"persons"``); each stage writes its own
+            key.
+    """
+
+    stream: str
+    frame_index: int
+    pts_ns: int
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+class FrameTable:
+    """Thread-safe, bounded map from (stream, pts_ns) to `FrameRecord`.
+
+    Args:
+        max_age_frames: a record is evicted once its stream has opened a record this many frames
+            later.
+        max_records: hard cap over all streams; the oldest records go first.
+    """
+
+    def __init__(
+        self, max_age_frames: int = DEFAULT_MAX_AGE_FRAMES, max_records: int = DEFAULT_MAX_RECORDS
+    ) -> None:
+        if max_age_frames < 1 or max_records < 1:
+            raise ValueError(
+                f"FrameTable bounds must be >= 1, got max_age_frames={max_age_frames},"
+                f" max_records={max_records}"
+            )
+        self.max_age_frames = max_age_frames
+        self.max_records = max_records
+        self._records: OrderedDict[tuple[str, int], FrameRecord] = OrderedDict()
+        self._opened: dict[str, deque[FrameRecord]] = {}
+        """Per stream, records in the order they were opened (some may be released already)."""
+        self._lock = threading.Lock()
+        self.evicted = 0
+        """Records removed by age or capacity rather than released: frames nobody finished."""
+
+    def open(self, stream: str, frame_index: int, pts_ns: int) -> FrameRecord:
+        """Create (or replace) the record of a frame and evict stale ones."""
+        record = FrameRecord(stream, frame_index, pts_ns)
+        with self._lock:
+            key = (stream, pts_ns)
+            self._records.pop(key, None)
+            self._records[key] = record
+            self._opened.setdefault(stream, deque()).append(record)
+            self._evict(stream, frame_index)
+        return record
+
+    def get(self, stream: str, pts_ns: int) -> FrameRecord | None:
+        """The record of a frame, or None when it was never opened or is gone."""
+        with self._lock:
+            return self._records.get((stream, pts_ns))
+
+    def release(self, stream: str, pts_ns: int) -> FrameRecord | None:
+        """Remove and return the record of a frame: called by the last element that reads it."""
+        with self._lock:
+            return self._records.pop((stream, pts_ns), None)
+
+    def clear(self, stream: str) -> None:
+        """Forget every record of `stream` (the stream stopped)."""
+        with self._lock:
+            for record in self._opened.pop(stream, ()):
+                self._records.pop((record.stream, record.pts_ns), None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._records)
+
+    def _evict(self, stream: str, newest_index: int) -> None:
+        """Drop records of `stream` older than the age bound, then the oldest over capacity."""
+        opened = self._opened[stream]
+        dropped = 0
+        while opened and opened[0].frame_index <= newest_index - self.max_age_frames:
+            record = opened.popleft()
+            key = (record.stream, record.pts_ns)
+            if self._records.get(key) is record:
+                del self._records[key]
+                dropped += 1
+        while len(self._records) > self.max_records:
+            self._records.popitem(last=False)
+            dropped += 1
+        while len(opened) > self.max_records:
+            opened.popleft()
+        if dropped:
+            self.evicted += dropped
+            log.debug(
+                "frame table: evicted %d stale records (newest %s/%d)",
+                dropped,
+                stream,
+                newest_index,
+            )
+
+
+_default_table: FrameTable | None = None
+_default_lock = threading.Lock()
+
+
+def default_table() -> FrameTable:
+    """The process-wide table our elements share, created on first use."""
+    global _default_table
+    with _default_lock:
+        if _default_table is None:
+            _default_table = FrameTable()
+        return _default_table

@@ -1,0 +1,65 @@
+"""Shared fixtures: the real-video folder and an RTSP server on loopback."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import gi
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MEDIA = REPO.parent / "shared" / "media"
+LOOPBACK = "127.0.0.1"
+SERVER_STOP_TIMEOUT_S = 5.0
+
+
+@pytest.fixture(scope="session")
+def shared_media() -> Path:
+    """``../shared/media`` beside the repository: short real clips with people (see its README)."""
+    if not SHARED_MEDIA.is_dir():
+        pytest.skip(f"real clips not found at {SHARED_MEDIA}")
+    return SHARED_MEDIA
+
+
+@pytest.fixture
+def rtsp_server() -> Iterator[Callable[..., str]]:
+    """Serve launch lines over RTSP on 127.0.0.1 (free port); yields ``serve(launch, path)``.
+
+    ``serve("( videotestsrc ! x264enc ! rtph264pay name=pay0 pt=96 )", "/cam")`` mounts the line
+    and returns its URL, ``rtsp://127.0.0.1:<port>/cam``. The server runs its own GLib main loop
+    in a thread and is stopped after the test.
+    """
+    gi.require_version("Gst", "1.0")
+    gi.require_version("GstRtspServer", "1.0")
+    from gi.repository import GLib, Gst, GstRtspServer
+
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer.new()
+    server.set_address(LOOPBACK)
+    server.set_service("0")
+    context = GLib.MainContext.new()
+    source_id = server.attach(context)
+    port = server.get_bound_port()
+    loop = GLib.MainLoop.new(context, False)
+    thread = threading.Thread(target=loop.run, name="rtsp-server", daemon=True)
+    thread.start()
+    mounts = server.get_mount_points()
+
+    def serve(launch: str, path: str = "/stream") -> str:
+        factory = GstRtspServer.RTSPMediaFactory.new()
+        factory.set_launch(launch)
+        factory.set_shared(True)
+        mounts.add_factory(path, factory)
+        return f"rtsp://{LOOPBACK}:{port}{path}"
+
+    try:
+        yield serve
+    finally:
+        server.client_filter(lambda _server, _client: GstRtspServer.RTSPFilterResult.REMOVE)
+        loop.quit()
+        thread.join(SERVER_STOP_TIMEOUT_S)
+        source = context.find_source_by_id(source_id)
+        if source is not None:
+            source.destroy()
