@@ -186,9 +186,13 @@ class YOLOF(nn.Module):
         anchor_sizes: anchor sides in input pixels (A = len(anchor_sizes) per location).
         stride: output stride (32).
         normalization: the input normalisation its weights expect (see `models.detection`).
+        head_prefixes: `state_dict` key prefixes of the class-count-dependent layer (for
+            re-initialising the head when fine-tuning to other classes).
 
     Input N,3,H,W float32 normalised; output (cls logits N,A*K,H/32,W/32, deltas N,A*4,H/32,W/32).
     """
+
+    head_prefixes: tuple[str, ...] = ("bbox_head.cls_score.",)
 
     def __init__(
         self,
