@@ -55,7 +55,15 @@ STREAM_EVENT = "tps-stream"
 ELEMENT_KLASS = "Filter/Analyzer/Video"
 ELEMENT_AUTHOR = "tps-parser"
 
-CATALOGUE: tuple[str, ...] = ("plugins.stamp:STAMP",)
+CATALOGUE: tuple[str, ...] = (
+    "plugins.stamp:STAMP",
+    "plugins.person:PERSON",
+    "plugins.pose:POSE",
+    "plugins.parts:PARTS",
+    "plugins.clip:CLIP_ELEMENT",
+    "plugins.overlay:OVERLAY",
+    "plugins.publish:PUBLISH",
+)
 """Every element we ship, as ``module:attribute`` of its `ElementSpec`, imported on registration
 so that importing this module pulls in no model code."""
 
@@ -96,6 +104,9 @@ class Stage(Protocol):
 
     def process(self, frame: FrameContext) -> None:
         """Handle one frame: read `frame.rgb`, write results into `frame.record`."""
+
+    def finish(self) -> None:
+        """End of stream: flush what depends on the whole stream (before EOS goes downstream)."""
 
     def stop(self) -> None:
         """Release resources; called when the element stops, also after a failure."""
@@ -292,6 +303,11 @@ class _ElementMethods:
         stream = _stream_of(event)
         if stream is not None and not self.spec.announces_stream:
             self._stream = stream
+        if event.type == Gst.EventType.EOS and self._stage is not None:
+            try:
+                self._stage.finish()
+            except Exception as error:  # a failing flush is reported, EOS still goes on
+                self._fail(Gst.StreamError.FAILED, f"end of stream: {error}", False, error)
         return GstBase.BaseTransform.do_sink_event(self, event)
 
     # -- frames ------------------------------------------------------------------------------

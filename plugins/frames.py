@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -109,12 +110,14 @@ class FrameRecord:
         pts_ns: presentation time of the buffer in nanoseconds.
         results: per-stage results by stage name (e.g. ``"persons"``); each stage writes its own
             key.
+        opened_ns: `time.monotonic_ns()` when the record was opened, for end-to-end latency.
     """
 
     stream: str
     frame_index: int
     pts_ns: int
     results: dict[str, Any] = field(default_factory=dict)
+    opened_ns: int = field(default_factory=time.monotonic_ns)
 
 
 class FrameTable:

@@ -48,6 +48,9 @@ class StampStage:
         frame.record = self.table.open(self.stream, self.next_index, frame.pts_ns)
         self.next_index += 1
 
+    def finish(self) -> None:
+        """Nothing to flush: stamping is per frame."""
+
     def stop(self) -> None:
         log.debug("stream %s: stamped %d frames", self.stream, self.next_index)
         self.table.clear(self.stream)

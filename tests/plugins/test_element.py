@@ -173,6 +173,7 @@ class RecordingStage:
         self.values = dict(values)
         self.seen: list[tuple[str, int | None, int | None, tuple[int, ...]]] = []
         self.stopped = False
+        self.finished = False
 
     def start(self) -> None:
         if self.values["fail_at"] == -1:
@@ -185,6 +186,9 @@ class RecordingStage:
         assert frame.record is not None
         frame.record.results["recorder"] = frame.frame_index
         frame.rgb[0, 0] = PAINT
+
+    def finish(self) -> None:
+        self.finished = True
 
     def stop(self) -> None:
         self.stopped = True

@@ -1,0 +1,45 @@
+"""What our elements report to whoever runs them (the pipeline's metrics), as plain callbacks.
+
+Elements must not import the pipeline (it sits a floor above); the runner installs callbacks here
+instead. The defaults do nothing, so elements started by `gst-launch-1.0` need no set-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+def _ignore(*_: object) -> None:
+    """The default callback: report nothing."""
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Callbacks from the elements.
+
+    Attributes:
+        frame_done: (stream, end-to-end latency in seconds) once a frame's event is published.
+        event_sent: (stream, event type, accepted) after every publish attempt.
+        clip_decided: (stream, action label) after every clip decision.
+        stage_time: (stage name, seconds) after every stage call.
+    """
+
+    frame_done: Callable[[str, float], None] = _ignore
+    event_sent: Callable[[str, str, bool], None] = _ignore
+    clip_decided: Callable[[str, str], None] = _ignore
+    stage_time: Callable[[str, float], None] = _ignore
+
+
+_hooks = Hooks()
+
+
+def hooks() -> Hooks:
+    """The callbacks in force."""
+    return _hooks
+
+
+def install(new_hooks: Hooks) -> None:
+    """Replace the callbacks (the pipeline runner does, once, before its streams start)."""
+    global _hooks
+    _hooks = new_hooks

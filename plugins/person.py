@@ -1,0 +1,60 @@
+"""``tpsperson``: the person detector (YOLOF) on every frame; top-k persons into the side table.
+
+gst-launch-1.0 ... ! tpsstamp stream=cam0 ! tpsperson weights=weights/person.safetensors ! ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from parsing.frame_parser import PersonDetector
+from parsing.settings import PersonSettings
+from plugins.element import ElementSpec, FrameContext, Prop
+from plugins.network_props import NETWORK_PROPS, network_fields
+from plugins.pool import default_pool
+
+DETECTIONS = "detections"
+"""Side-table key: `models.detection.Detections` of the frame's persons."""
+
+
+class PersonStage:
+    """Runs the person detector on one frame and records its detections."""
+
+    def __init__(self, settings: PersonSettings) -> None:
+        self.settings = settings
+        self.detector: PersonDetector | None = None
+
+    @classmethod
+    def from_properties(cls, values: Mapping[str, Any]) -> PersonStage:
+        return cls(
+            PersonSettings(
+                **network_fields(values),
+                score_threshold=values["score_threshold"],
+                nms_iou=values["nms_iou"],
+                max_persons=values["max_persons"],
+            )
+        )
+
+    def start(self) -> None:
+        self.detector = PersonDetector(default_pool().get(self.settings), self.settings)
+
+    def process(self, frame: FrameContext) -> None:
+        if frame.record is not None and self.detector is not None:
+            frame.record.results[DETECTIONS] = self.detector([frame.rgb])[0]
+
+    def stop(self) -> None:
+        self.detector = None
+
+
+PERSON = ElementSpec(
+    name="tpsperson",
+    summary="Detect persons (YOLOF) on RGB frames",
+    stage_factory=PersonStage.from_properties,
+    properties=(
+        *NETWORK_PROPS,
+        Prop("score-threshold", float, 0.3, "Minimum person score", minimum=0, maximum=1),
+        Prop("nms-iou", float, 0.5, "IoU above which NMS suppresses", minimum=0, maximum=1),
+        Prop("max-persons", int, 10, "Persons kept per frame", minimum=1),
+    ),
+)
