@@ -1,5 +1,7 @@
 """The command line: one subcommand per module in `pipeline.commands`, one-line errors, exit codes.
 
+With no command, `run.py` runs the demo: `run` on `configs/demo.yaml`.
+
 Exit codes: 0 success, 1 a failure while running, 2 bad input (arguments, config, files).
 """
 
@@ -32,13 +34,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # the demo: `run` on its default config
+        args = parser.parse_args([*(["-v"] if args.verbose else []), "run"])
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if args.command is None:
-        parser.print_help()
-        return 0
     try:
         return int(args.handler(args) or 0)
     except USER_ERRORS as error:

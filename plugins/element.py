@@ -30,6 +30,7 @@ import importlib
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -43,6 +44,7 @@ gi.require_version("GstVideo", "1.0")
 from gi.repository import GLib, GObject, Gst, GstBase, GstVideo  # noqa: E402
 
 from plugins.frames import FrameRecord, default_table, map_rgb  # noqa: E402
+from plugins.hooks import hooks  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +337,9 @@ class _ElementMethods:
                     rgb=rgb,
                     record=record,
                 )
+                started = time.perf_counter()
                 self._stage.process(frame)
+                hooks().stage_time(self.spec.name, time.perf_counter() - started)
         except Exception as error:  # a failing frame stops the stream with a bus error
             return self._fail(
                 Gst.StreamError.FAILED,

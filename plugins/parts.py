@@ -48,6 +48,9 @@ class PartStage:
         if persons is not None:
             frame.record.results[HUMANS] = humans(persons, self.detector(frame.rgb, persons))
 
+    def finish(self) -> None:
+        """Nothing to flush: each frame is handled on its own."""
+
     def stop(self) -> None:
         self.detector = None
 

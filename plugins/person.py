@@ -43,6 +43,9 @@ class PersonStage:
         if frame.record is not None and self.detector is not None:
             frame.record.results[DETECTIONS] = self.detector([frame.rgb])[0]
 
+    def finish(self) -> None:
+        """Nothing to flush: each frame is handled on its own."""
+
     def stop(self) -> None:
         self.detector = None
 

@@ -47,6 +47,9 @@ class PoseStage:
         if detections is not None:
             frame.record.results[PERSONS] = self.estimator([frame.rgb], [detections])[0]
 
+    def finish(self) -> None:
+        """Nothing to flush: each frame is handled on its own."""
+
     def stop(self) -> None:
         self.estimator = None
 

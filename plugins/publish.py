@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from parsing.events import EventSequencer, encode
+from parsing.events import Event, EventSequencer, encode
 from parsing.results import ClipResult, FrameResult, StreamStatus
 from plugins import board
 from plugins.clip import CLIP, FRAME
@@ -31,18 +31,27 @@ Result = FrameResult | ClipResult | StreamStatus
 
 
 class EventSink:
-    """One publisher and one sequencer, shared by every stream publishing to an endpoint."""
+    """One publisher and one sequencer, shared by every stream publishing to an endpoint.
+
+    Listeners (e.g. the runner's recorder and progress display) get every event as it is sent,
+    in this process, whatever happens on the socket; they are called one at a time.
+    """
 
     def __init__(self, publisher: EventPublisher) -> None:
         self.publisher = publisher
         self.sequencer = EventSequencer()
         self.users = 0
+        self.listeners: list[Callable[[Event], None]] = []
+        self._listen_lock = threading.Lock()
 
     def send(self, result: Result) -> bool:
         """Publish one result as its event; False when the socket refused it (counted)."""
         topic, event = self.sequencer.build(result)
         accepted = self.publisher.publish(topic, encode(event))
         hooks().event_sent(result.stream, event["type"], accepted)
+        with self._listen_lock:
+            for listener in self.listeners:
+                listener(event)
         return accepted
 
 

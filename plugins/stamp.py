@@ -15,6 +15,7 @@ from typing import Any
 
 from plugins.element import ElementSpec, FrameContext, Prop
 from plugins.frames import FrameError, FrameTable, default_table
+from plugins.hooks import hooks
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class StampStage:
         frame.frame_index = self.next_index
         frame.record = self.table.open(self.stream, self.next_index, frame.pts_ns)
         self.next_index += 1
+        hooks().frame_in(self.stream)
 
     def finish(self) -> None:
         """Nothing to flush: stamping is per frame."""

@@ -63,3 +63,50 @@ def rtsp_server() -> Iterator[Callable[..., str]]:
         source = context.find_source_by_id(source_id)
         if source is not None:
             source.destroy()
+
+
+ACTIONS = ("push_up", "lunge", "pull_ups")
+"""Actions of the randomly initialised clip networks."""
+PART_INPUT = (3, 96, 96)
+
+
+@pytest.fixture(scope="session")
+def random_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Randomly initialised tiny networks of every stage, saved in our checkpoint format.
+
+    Real forward passes with known shapes and vocabularies, for tests of the parsers and the
+    pipeline that do not depend on what a network has learnt.
+    """
+    import torch
+
+    import models
+    from tps.vocabulary import PART_TYPES, PARTS
+
+    folder = tmp_path_factory.mktemp("random_weights")
+    clip_classes = {"video": list(ACTIONS)}
+    for type_name in PART_TYPES:
+        clip_classes[type_name] = [
+            f"{action}_{type_name.capitalize()}_{state}"
+            for action in ACTIONS
+            for state in ("none", "bend")
+        ]
+    specs = {
+        "person": ("yolof_tiny", ["person"], (3, 128, 160)),
+        "pose": ("hrnet_tiny", [f"keypoint_{i}" for i in range(17)], (3, 128, 96)),
+        "parts": ("yolof_tiny", list(PARTS), PART_INPUT),
+        "csn": ("ir_csn_tiny", clip_classes, (3, 4, 32, 32)),
+    }
+    paths = {}
+    for name, (arch, classes, input_shape) in specs.items():
+        torch.manual_seed(0)
+        counts = (
+            {head: len(names) for head, names in classes.items()}
+            if isinstance(classes, dict)
+            else len(classes)
+        )
+        model = models.build(arch, num_classes=counts)
+        paths[name] = models.save_checkpoint(
+            model, folder / f"{name}.safetensors", arch, classes,
+            extra={"input_shape": list(input_shape)},
+        )  # fmt: skip
+    return paths

@@ -4,8 +4,40 @@
 line and exits with code 2.
 """
 
+from engines.base import EngineError
+from models.registry import ModelError
+from parsing.events import EventError
+from pipeline.commands import (
+    baseline,
+    eval,
+    models,
+    predict,
+    record,
+    run,
+    subscribe,
+    synth,
+    train,
+)
 from pipeline.config import ConfigError
+from pipeline.metrics import MetricsError
+from pipeline.recorder import RecordError
+from pipeline.sources import SourceError
+from plugins.publisher import PublisherError
+from tps.formats import FormatError
+from tps.synth import SynthError
 
-COMMANDS = ()
+COMMANDS = (run, predict, subscribe, record, eval, baseline, synth, train, models)
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError,)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError,
+    EngineError,
+    EventError,
+    FormatError,
+    MetricsError,
+    ModelError,
+    PublisherError,
+    RecordError,
+    SourceError,
+    SynthError,
+    *train.TrainErrors,
+)

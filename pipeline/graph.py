@@ -1,0 +1,135 @@
+"""Graph building: one GStreamer pipeline per stream, from the pipeline config.
+
+    s0: rtsp -> decode -> stamp -> [leaky queue] -> person -> pose -> parts -> clip -> overlay
+        -> publish -> mp4
+
+Each stream gets its own `Gst.Pipeline` (its own bus and streaming threads), so a failing stream
+stops alone while the others go on; the networks are shared through the process-wide pool.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import gi
+
+gi.require_version("Gst", "1.0")
+from gi.repository import GLib, Gst  # noqa: E402
+
+from parsing.settings import NetworkSettings, ParserSettings  # noqa: E402
+from pipeline.gst import GstError, init, quote  # noqa: E402
+from pipeline.settings import PipelineConfig  # noqa: E402
+from pipeline.sources import build_source, parse_source  # noqa: E402
+
+OFFLINE_QUEUE_FRAMES = 4
+"""Offline mode decouples decoding from parsing with this many frames (lossless: it blocks)."""
+PARSER_QUEUE = "parser_queue"
+
+
+@dataclass(frozen=True)
+class StreamGraph:
+    """A built stream: its pipeline, a one-line description and where its video goes."""
+
+    stream: str
+    uri: str
+    pipeline: Gst.Pipeline
+    description: str
+    video_path: Path | None
+
+    @property
+    def queue(self) -> Gst.Element | None:
+        """The queue in front of the parser (leaky in live mode)."""
+        return self.pipeline.get_by_name(f"{self.stream}_{PARSER_QUEUE}")
+
+
+def _network(settings: NetworkSettings) -> str:
+    return (
+        f"weights={quote(str(settings.weights))} engine={settings.engine}"
+        f" device={settings.device} precision={settings.precision}"
+    )
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def parser_chain(parser: ParserSettings, final_clips: int) -> list[str]:
+    """The parser's elements as gst-launch fragments, in order."""
+    person, pose, parts, clip = parser.person, parser.pose, parser.parts, parser.clip
+    weights = ",".join(str(network.weights) for network in clip.networks)
+    head_weights = json.dumps([network.head_weights for network in clip.networks])
+    return [
+        f"tpsperson {_network(person)} score-threshold={person.score_threshold}"
+        f" nms-iou={person.nms_iou} max-persons={person.max_persons}",
+        f"tpspose {_network(pose)} flip-test={_bool(pose.flip_test)}"
+        f" min-keypoint-score={pose.min_keypoint_score}"
+        f" refine-boxes={_bool(pose.refine_person_boxes)}",
+        f"tpsparts {_network(parts)} paint={_bool(parts.paint)}"
+        f" paint-min-score={parts.paint_min_score} score-threshold={parts.score_threshold}",
+        f"tpsclip weights={quote(weights)} engine={clip.networks[0].engine}"
+        f" head-weights={quote(head_weights)} hop={clip.hop} frame-stride={clip.frame_stride}"
+        f" average-clips={clip.average_clips} final-clips={final_clips}"
+        + (f" prior={quote(str(clip.prior))}" if not clip.part_labels and clip.prior else ""),
+    ]
+
+
+def build_stream(config: PipelineConfig, index: int, endpoint: str) -> StreamGraph:
+    """Build the pipeline of source `index` of `config`, publishing to `endpoint`.
+
+    Raises:
+        SourceError: the source cannot be built.
+        GstError: the chain does not parse (e.g. our elements are not registered).
+    """
+    init()
+    stream = config.stream_ids()[index]
+    source = config.sources[index]
+    spec = parse_source(source.uri)
+    live = config.mode == "live"
+    video = config.video
+    source_bin = build_source(spec, stream, video.width, video.height, video.fps)
+    queue = (
+        f"queue name={stream}_{PARSER_QUEUE} leaky=downstream"
+        f" max-size-buffers={config.live.queue_frames} max-size-bytes=0 max-size-time=0"
+        if live
+        else f"queue name={stream}_{PARSER_QUEUE} max-size-buffers={OFFLINE_QUEUE_FRAMES}"
+        " max-size-bytes=0 max-size-time=0"
+    )
+    pacing = ["identity sync=true"] if live and spec.kind in ("file", "synth") else []
+    final_clips = 0 if live else config.parser.clip.average_clips
+    chain = [
+        *pacing,
+        f"tpsstamp stream={stream}",
+        queue,
+        *parser_chain(config.parser, final_clips),
+    ]
+    video_path = None
+    output = config.output
+    if output.dir is not None and output.annotated_video:
+        video_path = output.dir / f"{stream}.mp4"
+        chain.append("tpsoverlay")
+    chain.append(f"tpspublish endpoint={quote(endpoint)} hwm={config.publish.hwm}")
+    if video_path is not None:
+        chain += [
+            "videoconvert",
+            "x264enc speed-preset=ultrafast tune=zerolatency",
+            "mp4mux",
+            f"filesink location={quote(str(video_path))}",
+        ]
+    else:
+        chain.append("fakesink sync=false")
+    description = " ! ".join(chain)
+    try:
+        body = Gst.parse_bin_from_description(description, True)
+    except GLib.Error as error:
+        raise GstError(f"stream {stream!r}: cannot build its chain: {error.message}") from error
+    pipeline = Gst.Pipeline.new(stream)
+    pipeline.add(source_bin)
+    pipeline.add(body)
+    if not source_bin.link(body):
+        raise GstError(f"stream {stream!r}: cannot link its source to the parser")
+    names = [spec.kind, "decode", "stamp"]
+    names += ["person", "pose", "parts", "clip"]
+    names += (["overlay"] if video_path else []) + ["publish"] + (["mp4"] if video_path else [])
+    return StreamGraph(stream, source.uri, pipeline, f"{stream}: {' -> '.join(names)}", video_path)

@@ -1,0 +1,108 @@
+"""Turning events into Kinetics-TPS predictions: the recorder behind `record` and the runner.
+
+Each stream becomes one video, named by its stream id. The video's action is the label of the last
+clip event received for the stream (the clip parser's running aggregate, or the whole-stream
+decision at its end). Only the annotated frames are kept (every `ANNOTATION_STRIDE`-th,
+``img_00001.json``, ``img_00006.json``, ...), each person with one proposal per detected part.
+
+Part states: ``clip`` (default, the report's method) gives every part of a type the state of the
+last clip decision for that type, in every frame, so early frames get the decision made with the
+whole video; a person whose track has its own clip decisions gets those. ``frame`` keeps the state
+each frame event carried when it was published (what a live viewer saw). Parts without any state
+are left out.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from parsing.events import Event
+from tps.formats import PredHuman, Prediction, PredPart
+from tps.vocabulary import ANNOTATION_STRIDE, frame_key, part_type
+
+log = logging.getLogger(__name__)
+
+STATE_SOURCES: tuple[str, ...] = ("clip", "frame")
+
+
+class RecordError(Exception):
+    """A recorder was configured wrongly."""
+
+
+@dataclass
+class _Stream:
+    """What a recorder keeps of one stream."""
+
+    label: str | None = None
+    latest_states: dict[str, str] | None = None
+    track_states: dict[int, dict[str, str]] = field(default_factory=dict)
+    frames: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    """Annotated frame index -> the frame event's humans."""
+
+
+class Recorder:
+    """Collects frame and clip events of any number of streams into a `Prediction`.
+
+    Args:
+        states: ``clip`` or ``frame``, where part states come from (see the module docstring).
+    """
+
+    def __init__(self, states: str = "clip") -> None:
+        if states not in STATE_SOURCES:
+            raise RecordError(f"part states source {states!r}: expected one of {STATE_SOURCES}")
+        self._states = states
+        self._streams: dict[str, _Stream] = {}
+
+    def add(self, event: Event) -> None:
+        """Take one decoded event; status events are ignored."""
+        if event["type"] == "status":
+            return
+        stream = self._streams.setdefault(event["stream"], _Stream())
+        if event["type"] == "clip":
+            stream.label = event["action"]["label"]
+            states = {name: decision["state"] for name, decision in event["part_states"].items()}
+            stream.latest_states = states
+            if event["track_id"] is not None:
+                stream.track_states[event["track_id"]] = states
+        elif event["frame_index"] % ANNOTATION_STRIDE == 0:
+            stream.frames[event["frame_index"]] = event["humans"]
+
+    def prediction(self) -> Prediction:
+        """The prediction of every stream with a clip decision, videos named by stream id."""
+        labels: dict[str, str] = {}
+        parts: dict[str, dict[str, list[PredHuman]]] = {}
+        for name, stream in self._streams.items():
+            if stream.label is None:
+                log.warning("stream %s: no clip event, so no action; left out", name)
+                continue
+            labels[name] = stream.label
+            parts[name] = {
+                frame_key(index): [self._human(stream, human) for human in humans]
+                for index, humans in sorted(stream.frames.items())
+            }
+            expected = max(stream.frames, default=-1) // ANNOTATION_STRIDE + 1
+            if len(stream.frames) < expected:
+                log.warning(
+                    "stream %s: %d of %d annotated frames never arrived (dropped events?)",
+                    name,
+                    expected - len(stream.frames),
+                    expected,
+                )
+        return Prediction(labels=labels, parts=parts)
+
+    def _human(self, stream: _Stream, human: dict[str, Any]) -> PredHuman:
+        """One frame event human as a scorer human: one proposal per part that has a state."""
+        clip_states = stream.track_states.get(human["track_id"], stream.latest_states)
+        parts = {}
+        for name, part in human["parts"].items():
+            if self._states == "clip" and clip_states is not None:
+                state = clip_states[part_type(name)]
+            else:
+                state = part["state"]
+            if state is not None:
+                parts[name] = PredPart(
+                    boxes=(tuple(part["box"]),), verbs=(state,), scores=(part["score"],)
+                )
+        return PredHuman(box=tuple(human["box"]), parts=parts, score=human["score"])

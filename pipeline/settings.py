@@ -1,0 +1,133 @@
+"""The pipeline's YAML: one file describes a whole pipeline (sources, parser, outputs).
+
+    mode: offline
+    sources:
+      - {id: gym, uri: rtsp://127.0.0.1:8554/gym?transport=tcp}
+      - {uri: videos/clip.mp4}
+    video: {width: 320, height: 240, fps: 25}
+    parser: {person: {weights: ...}, pose: {...}, parts: {...}, clip: {networks: [...]}}
+    publish: {endpoint: tcp://127.0.0.1:5555}
+    metrics: {address: 127.0.0.1:9464}
+    output: {dir: out}
+
+Every section is a frozen pydantic model with unknown keys rejected; source URIs are parsed while
+validating, so a bad URI is reported with its key path (``sources.1.uri``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from parsing.settings import ParserSettings, Section
+from pipeline.metrics import MetricsSettings
+from pipeline.sources import SourceError, parse_source
+
+Mode = Literal["live", "offline"]
+
+
+class SourceSettings(Section):
+    """One stream."""
+
+    id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="stream id (s0, ...)")
+    uri: str = Field(description="file path, file://, rtsp://, v4l2:// or synth:// URI")
+
+    @field_validator("uri")
+    @classmethod
+    def _parses(cls, uri: str) -> str:
+        try:
+            parse_source(uri)
+        except SourceError as error:
+            raise ValueError(str(error)) from None
+        return uri
+
+
+class VideoSettings(Section):
+    """Every source is normalised to this size and rate (None keeps the source's)."""
+
+    width: int | None = Field(None, ge=16, description="frame width in pixels")
+    height: int | None = Field(None, ge=16, description="frame height in pixels")
+    fps: float | None = Field(None, gt=0, description="frames per second")
+
+
+class LiveSettings(Section):
+    """Live mode: how much may wait in front of the parser before old frames are dropped."""
+
+    queue_frames: int = Field(2, ge=1, description="frames queued before the parser (leaky)")
+
+
+class BatchingSettings(Section):
+    """The micro-batchers that serve all streams with one call per network."""
+
+    max_batch: int = Field(8, ge=1, description="most samples per network call")
+    max_wait_ms: float = Field(2.0, ge=0, description="longest wait for a batch to fill")
+
+
+class PublishSettings(Section):
+    """The ZeroMQ event stream."""
+
+    endpoint: str = Field(
+        "tcp://127.0.0.1:5555", description="tcp://.. or @tcp://.. binds, >tcp://.. connects"
+    )
+    hwm: int = Field(10000, ge=0, description="messages queued per subscriber (0: unlimited)")
+    wait_for_subscriber_s: float = Field(
+        2.0, ge=0, description="offline mode: wait this long for a subscriber before starting"
+    )
+
+
+class OutputSettings(Section):
+    """What is written to disk."""
+
+    dir: Path | None = Field(None, description="output folder, or null for none")
+    annotated_video: bool = Field(True, description="an annotated MP4 per stream")
+    predictions: bool = Field(True, description="the Kinetics-TPS prediction files")
+
+
+class SynthSplitSettings(Section):
+    """A synthetic split the run needs, rendered on first use and reused afterwards."""
+
+    out: Path = Field(description="split folder (videos/ and ground truth)")
+    videos: int = Field(ge=1, description="number of videos")
+    seed: int = Field(description="random seed: the same seed renders the same split")
+    split: str = Field("test", description="name prefix of the videos")
+    frames: int = Field(64, ge=1, description="frames per video")
+    width: int = Field(320, ge=32, description="frame width")
+    height: int = Field(240, ge=32, description="frame height")
+    fps: int = Field(25, ge=1, description="frames per second")
+
+
+class PipelineConfig(Section):
+    """A whole pipeline."""
+
+    mode: Mode = Field("offline", description="live: real time, drops; offline: lossless")
+    sources: tuple[SourceSettings, ...] = Field(min_length=1, description="the streams")
+    video: VideoSettings = VideoSettings()
+    parser: ParserSettings
+    live: LiveSettings = LiveSettings()
+    batching: BatchingSettings = BatchingSettings()
+    publish: PublishSettings = PublishSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    output: OutputSettings = OutputSettings()
+    ground_truth: Path | None = Field(
+        None, description="a split's folder with gt_*.json: the run ends with its score"
+    )
+    generate: SynthSplitSettings | None = Field(
+        None, description="render this synthetic split first unless it exists (the demo)"
+    )
+    concurrent_streams: int | None = Field(
+        None, ge=1, description="offline: most streams parsed at once (null: all)"
+    )
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> PipelineConfig:
+        ids = self.stream_ids()
+        duplicated = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicated:
+            raise ValueError(f"stream ids must be unique, repeated: {duplicated}")
+        return self
+
+    def stream_ids(self) -> list[str]:
+        """The id of every source: its own, else s0, s1, ... by position."""
+        return [source.id or f"s{index}" for index, source in enumerate(self.sources)]
