@@ -12,9 +12,11 @@ import argparse
 import logging
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict
+
 from pipeline.config import ConfigError, load_config, validate
 from pipeline.runner import Runner, RunReport
-from pipeline.settings import PipelineConfig
+from pipeline.settings import PipelineConfig, SynthSplitSettings
 from tps.formats import GT_VIDEO_FILE, read_gt
 from tps.scorer import evaluate
 from tps.synth.dataset import write_split
@@ -40,8 +42,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=handle)
 
 
+class _GenerateOnly(BaseModel):
+    """The `generate` section alone: it must run before sources that name its videos validate."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    generate: SynthSplitSettings | None = None
+
+
 def configure(args: argparse.Namespace) -> PipelineConfig:
-    """The config file with the command line's overrides applied (validated again)."""
+    """The config file with the command line's overrides applied (validated again).
+
+    A synthetic split the config asks for is rendered first (only once), since its sources may
+    be the split's videos.
+    """
+    prepare(load_config(args.config, _GenerateOnly).generate)
     config = load_config(args.config, PipelineConfig)
     data = config.model_dump(mode="python", exclude_unset=False)
     if args.source:
@@ -84,9 +98,8 @@ def summarise(config: PipelineConfig, report: RunReport) -> None:
         )
 
 
-def prepare(config: PipelineConfig) -> None:
-    """Render the synthetic split the config asks for, unless it is there already."""
-    split = config.generate
+def prepare(split: SynthSplitSettings | None) -> None:
+    """Render the synthetic split a config asks for, unless it is there already."""
     if split is None or (split.out / GT_VIDEO_FILE).is_file():
         return
     print(f"rendering {split.videos} synthetic videos into {split.out} (first run only)")
@@ -103,7 +116,7 @@ def prepare(config: PipelineConfig) -> None:
 
 def execute(config: PipelineConfig) -> int:
     """Prepare, run, summarise; the exit code."""
-    prepare(config)
+    prepare(config.generate)
     report = Runner(config).run()
     summarise(config, report)
     if report.failed:
