@@ -86,6 +86,8 @@ class Runner:
         self.states = dict.fromkeys(self.streams, "starting")
         self.failed: list[str] = []
         self.recorder = Recorder()
+        self.metrics_url: str | None = None
+        """Where /metrics and /healthz answer while the run goes on."""
         self._stop = threading.Event()
 
     # -- shared resources ----------------------------------------------------------------------
@@ -100,6 +102,7 @@ class Runner:
             self.metrics, host, port, stall_after_s=settings.stall_after_s
         ) as server:
             log.info("metrics on %s/metrics, health on %s/healthz", server.url, server.url)
+            self.metrics_url = server.url
             yield server
 
     def _hooks(self) -> Hooks:
