@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -63,6 +66,35 @@ def rtsp_server() -> Iterator[Callable[..., str]]:
         source = context.find_source_by_id(source_id)
         if source is not None:
             source.destroy()
+
+
+GST_LAUNCH_TIMEOUT_S = 120
+
+
+@pytest.fixture
+def gst_launch(tmp_path: Path) -> Callable[[str], subprocess.CompletedProcess[str]]:
+    """Run a gst-launch-1.0 line with our elements found through the gst-python loader.
+
+    The line is split on whitespace (no quoting); a throw-away plugin registry in `tmp_path`
+    keeps the test from depending on the user's.
+    """
+
+    def launch(line: str) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ)
+        if sys.prefix != sys.base_prefix:  # the loader's Python finds our dependencies through it
+            env["VIRTUAL_ENV"] = sys.prefix
+        env["GST_PLUGIN_PATH"] = str(REPO / "plugins")
+        env["GST_REGISTRY"] = str(tmp_path / "registry.bin")
+        return subprocess.run(
+            ["gst-launch-1.0", "-q", *line.split()],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=GST_LAUNCH_TIMEOUT_S,
+            check=False,
+        )
+
+    return launch
 
 
 ACTIONS = ("push_up", "lunge", "pull_ups")

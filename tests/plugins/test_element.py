@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import gi
@@ -29,9 +25,7 @@ from plugins.element import (  # noqa: E402
 from plugins.frames import FrameError, FrameTable, default_table, map_rgb, rgb_stride  # noqa: E402
 from plugins.stamp import STAMP, StampStage  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 20
-GST_LAUNCH_TIMEOUT_S = 120
 """The first gst-launch run scans every installed plugin into a fresh registry."""
 POLL_NS = 100_000_000
 PAINT = (1, 2, 3)
@@ -312,25 +306,9 @@ def test_stage_failures_are_bus_errors(elements: list[str], fail_at: int, expect
     assert len(frames) == max(fail_at, 0)
 
 
-def _gst_launch(tmp_path: Path, line: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    if sys.prefix != sys.base_prefix:  # the loader's Python finds our dependencies through it
-        env["VIRTUAL_ENV"] = sys.prefix
-    env["GST_PLUGIN_PATH"] = str(REPO / "plugins")
-    env["GST_REGISTRY"] = str(tmp_path / "registry.bin")
-    return subprocess.run(
-        ["gst-launch-1.0", "-q", *line.split()],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=GST_LAUNCH_TIMEOUT_S,
-        check=False,
-    )
-
-
-def test_gst_launch_finds_our_elements_through_the_loader(tmp_path: Path) -> None:
-    ok = _gst_launch(tmp_path, f"{SOURCE} ! tpsstamp stream=cam0 ! fakesink")
+def test_gst_launch_finds_our_elements_through_the_loader(gst_launch) -> None:
+    ok = gst_launch(f"{SOURCE} ! tpsstamp stream=cam0 ! fakesink")
     assert ok.returncode == 0, ok.stderr
-    failed = _gst_launch(tmp_path, f"{SOURCE} ! tpsstamp ! fakesink")
+    failed = gst_launch(f"{SOURCE} ! tpsstamp ! fakesink")
     assert failed.returncode != 0
     assert "required properties not set: stream" in failed.stderr
