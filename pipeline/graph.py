@@ -75,8 +75,13 @@ def parser_chain(parser: ParserSettings, final_clips: int) -> list[str]:
     ]
 
 
-def build_stream(config: PipelineConfig, index: int, endpoint: str) -> StreamGraph:
+def build_stream(
+    config: PipelineConfig, index: int, endpoint: str, first_index: int = 0, restart: int = 0
+) -> StreamGraph:
     """Build the pipeline of source `index` of `config`, publishing to `endpoint`.
+
+    A restarted stream (after a reconnect or a loop) numbers its frames on from `first_index`
+    and writes its annotated video to a new file (``<stream>-<restart>.mp4``).
 
     Raises:
         SourceError: the source cannot be built.
@@ -100,14 +105,14 @@ def build_stream(config: PipelineConfig, index: int, endpoint: str) -> StreamGra
     final_clips = 0 if live else config.parser.clip.average_clips
     chain = [
         *pacing,
-        f"tpsstamp stream={stream}",
+        f"tpsstamp stream={stream} first-index={first_index}",
         queue,
         *parser_chain(config.parser, final_clips),
     ]
     video_path = None
     output = config.output
     if output.dir is not None and output.annotated_video:
-        video_path = output.dir / f"{stream}.mp4"
+        video_path = output.dir / (f"{stream}-{restart}.mp4" if restart else f"{stream}.mp4")
         chain.append("tpsoverlay")
     chain.append(f"tpspublish endpoint={quote(endpoint)} hwm={config.publish.hwm}")
     if video_path is not None:

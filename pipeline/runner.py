@@ -11,6 +11,7 @@ already parsed is still published and written.
 from __future__ import annotations
 
 import logging
+import random
 import signal
 import threading
 import time
@@ -26,6 +27,7 @@ from pipeline.gst import NS_PER_S, error_text
 from pipeline.metrics import Metrics, MetricsServer, parse_address
 from pipeline.recorder import Recorder
 from pipeline.settings import PipelineConfig
+from pipeline.sources import parse_source
 from plugins.element import register_elements
 from plugins.hooks import Hooks, install
 from plugins.pool import NetworkPool, configure_default_pool
@@ -61,6 +63,26 @@ class StreamProgress:
         )
 
 
+LIVE_KINDS = ("rtsp", "v4l2")
+"""Source kinds that reconnect: their end or failure is usually the network's or the camera's."""
+
+
+@dataclass
+class _Slot:
+    """One stream's place in the supervision loop."""
+
+    index: int
+    stream: str
+    live: bool
+    loop: bool
+    graph: StreamGraph | None = None
+    started: bool = False
+    done: bool = False
+    attempts: int = 0
+    restarts: int = 0
+    restart_at: float | None = None
+
+
 @dataclass
 class RunReport:
     """What a run did."""
@@ -86,6 +108,9 @@ class Runner:
         self.states = dict.fromkeys(self.streams, "starting")
         self.failed: list[str] = []
         self.recorder = Recorder()
+        self.graphs: list[StreamGraph] = []
+        self.frames_in = dict.fromkeys(self.streams, 0)
+        """Frames stamped per stream, so a restarted stream numbers on."""
         self.metrics_url: str | None = None
         """Where /metrics and /healthz answer while the run goes on."""
         self._stop = threading.Event()
@@ -114,8 +139,12 @@ class Runner:
             else:
                 metrics.send_error()
 
+        def frame_in(stream: str) -> None:
+            self.frames_in[stream] += 1
+            metrics.frame_in(stream)
+
         return Hooks(
-            frame_in=metrics.frame_in,
+            frame_in=frame_in,
             frame_done=metrics.frame_processed,
             event_sent=event_sent,
             clip_decided=metrics.clip_decision,
@@ -175,7 +204,7 @@ class Runner:
         sink.listeners.append(self._listen)
         try:
             with self._metrics_server(), self._signals():
-                graphs = self._supervise(sink, endpoint)
+                self._supervise(sink, endpoint)
         finally:
             close_sink(endpoint)
             configure_default_pool(NetworkPool())
@@ -190,7 +219,7 @@ class Runner:
             self.states,
             self.progress,
             prediction,
-            {g.stream: g.video_path for g in graphs if g.video_path is not None},
+            {g.stream: g.video_path for g in self.graphs if g.video_path is not None},
             self.metrics,
             self.failed,
         )
@@ -198,86 +227,140 @@ class Runner:
     def _recorded(self) -> bool:
         return any(progress.frames for progress in self.progress.values())
 
-    def _start(self, sink: EventSink, endpoint: str, index: int) -> StreamGraph | None:
-        """Build and start stream `index`; None when it failed (its statuses say why)."""
-        stream = self.streams[index]
-        self._status(sink, stream, "starting", self.config.sources[index].uri)
+    def _start(self, sink: EventSink, endpoint: str, slot: _Slot) -> bool:
+        """Build and start a stream; False when it failed (its statuses say how)."""
+        stream = slot.stream
+        self._status(sink, stream, "starting", self.config.sources[slot.index].uri)
+        first_index = self.frames_in[stream]
         try:
-            graph = build_stream(self.config, index, endpoint)
+            graph = build_stream(self.config, slot.index, endpoint, first_index, slot.restarts)
         except Exception as error:  # a stream that cannot be built fails alone
-            self._status(sink, stream, "error", str(error))
-            self._status(sink, stream, "stopped", "after the error")
-            return None
+            self._fail(sink, slot, str(error))
+            return False
         log.info("%s", graph.description)
         queue = graph.queue
         if queue is not None and self.config.mode == "live":
             queue.connect("overrun", lambda _queue, s=stream: self.metrics.frame_dropped(s))
+        slot.graph = graph
+        self.graphs.append(graph)
         if graph.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
-            self._end(sink, graph, "error", self._first_error(graph) or "cannot start")
-            return None
-        return graph
+            self._fail(sink, slot, self._first_error(graph) or "cannot start")
+            return False
+        return True
 
     @staticmethod
     def _first_error(graph: StreamGraph) -> str | None:
         message = graph.pipeline.get_bus().pop_filtered(Gst.MessageType.ERROR)
         return None if message is None else error_text(message)
 
-    def _supervise(self, sink: EventSink, endpoint: str) -> list[StreamGraph]:
+    def _teardown(self, slot: _Slot) -> None:
+        if slot.graph is not None:
+            slot.graph.pipeline.set_state(Gst.State.NULL)
+            slot.graph = None
+
+    def _fail(self, sink: EventSink, slot: _Slot, detail: str) -> None:
+        """An error: a live source retries after a back-off, anything else ends for good."""
+        self._teardown(slot)
+        settings = self.config.reconnect
+        retries_left = settings.max_attempts is None or slot.attempts < settings.max_attempts
+        if slot.live and retries_left and not self._stop.is_set():
+            self._retry(sink, slot, detail)
+            return
+        self._status(sink, slot.stream, "error", detail)
+        self._status(sink, slot.stream, "stopped", "after the error")
+        slot.done = True
+
+    def _retry(self, sink: EventSink, slot: _Slot, detail: str) -> None:
+        settings = self.config.reconnect
+        delay = min(settings.max_delay_s, settings.initial_delay_s * 2**slot.attempts)
+        delay *= 1 + settings.jitter * random.uniform(-1, 1)
+        slot.attempts += 1
+        slot.restarts += 1
+        slot.restart_at = time.monotonic() + delay
+        self.metrics.reconnect(slot.stream)
+        self._status(sink, slot.stream, "reconnecting", f"{detail}; retry in {delay:.1f} s")
+
+    def _ended(self, sink: EventSink, slot: _Slot) -> None:
+        """End of stream: a looping file starts again, a live source reconnects, else eos."""
+        self._teardown(slot)
+        if self._stop.is_set():
+            self._status(sink, slot.stream, "stopped", "stopped on request")
+            slot.done = True
+        elif slot.loop:
+            slot.restarts += 1
+            slot.restart_at = time.monotonic()
+        elif slot.live:
+            self._retry(sink, slot, "the source ended")
+        else:
+            self._status(sink, slot.stream, "eos", "end of stream")
+            slot.done = True
+
+    def _supervise(self, sink: EventSink, endpoint: str) -> None:
         """Start streams (at most `concurrent_streams` at once), watch their buses, end them."""
-        pending = list(range(len(self.streams)))
-        limit = self.config.concurrent_streams or len(pending)
-        active: dict[str, StreamGraph] = {}
-        started: list[StreamGraph] = []
+        slots = [
+            _Slot(index, stream, parse_source(source.uri).kind in LIVE_KINDS, source.loop)
+            for index, (stream, source) in enumerate(
+                zip(self.streams, self.config.sources, strict=True)
+            )
+        ]
+        limit = self.config.concurrent_streams or len(slots)
         stop_deadline: float | None = None
         next_progress = time.monotonic() + PROGRESS_EVERY_S
         wanted = Gst.MessageType.EOS | Gst.MessageType.ERROR | Gst.MessageType.STATE_CHANGED
-        while pending or active:
-            while pending and len(active) < limit and not self._stop.is_set():
-                graph = self._start(sink, endpoint, pending.pop(0))
-                if graph is not None:
-                    active[graph.stream] = graph
-                    started.append(graph)
-            if self._stop.is_set() and stop_deadline is None:
-                log.info("stopping: flushing %d streams", len(active))
-                stop_deadline = time.monotonic() + STOP_GRACE_S
-                for index in pending:
-                    self._status(sink, self.streams[index], "stopped", "never started")
-                pending.clear()
-                for graph in active.values():
-                    graph.pipeline.send_event(Gst.Event.new_eos())
-            if stop_deadline is not None and time.monotonic() > stop_deadline:
-                for stream in list(active):
-                    self._end(sink, active.pop(stream), "stopped", "did not flush in time")
-                break
-            for stream in list(active):
-                graph = active[stream]
-                message = graph.pipeline.get_bus().timed_pop_filtered(
-                    int(POLL_S * NS_PER_S / max(len(active), 1)), wanted
-                )
-                if message is None:
+        while not all(slot.done for slot in slots):
+            now = time.monotonic()
+            busy = sum(1 for slot in slots if slot.started and not slot.done)
+            for slot in slots:
+                if slot.done or slot.graph is not None or self._stop.is_set():
                     continue
-                if message.type == Gst.MessageType.STATE_CHANGED:
-                    if message.src == graph.pipeline:
-                        _, new, _ = message.parse_state_changed()
-                        if new == Gst.State.PLAYING and self.states[stream] == "starting":
-                            self._status(sink, stream, "playing", graph.uri)
-                elif message.type == Gst.MessageType.EOS:
-                    state = "stopped" if self._stop.is_set() else "eos"
-                    self._end(sink, active.pop(stream), state, "end of stream")
-                else:
-                    self._end(sink, active.pop(stream), "error", error_text(message))
-            if time.monotonic() >= next_progress:
+                if not slot.started and busy < limit:
+                    slot.started = True
+                    busy += 1
+                    self._start(sink, endpoint, slot)
+                elif slot.started and slot.restart_at is not None and now >= slot.restart_at:
+                    slot.restart_at = None
+                    self._start(sink, endpoint, slot)
+            if self._stop.is_set() and stop_deadline is None:
+                stop_deadline = now + STOP_GRACE_S
+                log.info("stopping: flushing the running streams")
+                for slot in slots:
+                    if slot.graph is not None:
+                        slot.graph.pipeline.send_event(Gst.Event.new_eos())
+                    elif not slot.done:
+                        self._status(sink, slot.stream, "stopped", "stopped on request")
+                        slot.done = True
+            if stop_deadline is not None and now > stop_deadline:
+                for slot in slots:
+                    if not slot.done:
+                        self._teardown(slot)
+                        self._status(sink, slot.stream, "stopped", "did not flush in time")
+                        slot.done = True
+                break
+            running = [slot for slot in slots if slot.graph is not None]
+            if not running:
+                time.sleep(POLL_S)  # only back-off timers are pending
+            for slot in running:
+                self._poll(sink, slot, wanted, int(POLL_S * NS_PER_S / len(running)))
+            if now >= next_progress:
                 next_progress += PROGRESS_EVERY_S
-                for stream in active:
-                    log.info("%s", self.progress[stream].line(stream))
-        return started
+                for slot in running:
+                    log.info("%s", self.progress[slot.stream].line(slot.stream))
 
-    def _end(self, sink: EventSink, graph: StreamGraph, state: str, detail: str) -> None:
-        """Tear a stream down; its last status is always `eos` or `stopped` (after an error)."""
-        graph.pipeline.set_state(Gst.State.NULL)
-        self._status(sink, graph.stream, state, detail)
-        if state == "error":
-            self._status(sink, graph.stream, "stopped", "after the error")
+    def _poll(self, sink: EventSink, slot: _Slot, wanted: Gst.MessageType, wait_ns: int) -> None:
+        graph = slot.graph
+        message = graph.pipeline.get_bus().timed_pop_filtered(wait_ns, wanted)
+        if message is None:
+            return
+        if message.type == Gst.MessageType.STATE_CHANGED:
+            if message.src == graph.pipeline:
+                _, new, _ = message.parse_state_changed()
+                if new == Gst.State.PLAYING and self.states[slot.stream] == "starting":
+                    slot.attempts = 0
+                    self._status(sink, slot.stream, "playing", graph.uri)
+        elif message.type == Gst.MessageType.EOS:
+            self._ended(sink, slot)
+        else:
+            self._fail(sink, slot, error_text(message))
 
     @contextmanager
     def _signals(self) -> Iterator[None]:

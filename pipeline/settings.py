@@ -33,6 +33,7 @@ class SourceSettings(Section):
 
     id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="stream id (s0, ...)")
     uri: str = Field(description="file path, file://, rtsp://, v4l2:// or synth:// URI")
+    loop: bool = Field(False, description="start a file again at its end (frame numbers go on)")
 
     @field_validator("uri")
     @classmethod
@@ -42,6 +43,17 @@ class SourceSettings(Section):
         except SourceError as error:
             raise ValueError(str(error)) from None
         return uri
+
+
+class ReconnectSettings(Section):
+    """Live sources (RTSP, cameras) reconnect after an error or an end, backing off."""
+
+    initial_delay_s: float = Field(1.0, gt=0, description="wait before the first retry")
+    max_delay_s: float = Field(30.0, gt=0, description="longest wait between retries")
+    jitter: float = Field(0.25, ge=0, le=1, description="random +-fraction of each wait")
+    max_attempts: int | None = Field(
+        None, ge=0, description="retries in a row before giving up (null: unlimited)"
+    )
 
 
 class VideoSettings(Section):
@@ -106,6 +118,7 @@ class PipelineConfig(Section):
     video: VideoSettings = VideoSettings()
     parser: ParserSettings
     live: LiveSettings = LiveSettings()
+    reconnect: ReconnectSettings = ReconnectSettings()
     batching: BatchingSettings = BatchingSettings()
     publish: PublishSettings = PublishSettings()
     metrics: MetricsSettings = MetricsSettings()

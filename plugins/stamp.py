@@ -21,25 +21,27 @@ log = logging.getLogger(__name__)
 
 
 class StampStage:
-    """Opens a record per frame, numbering frames 0, 1, 2, ... from start.
+    """Opens a record per frame, numbering frames `first_index`, +1, +2, ... from start.
 
     Args:
         stream: stream name written into every record.
         table: where records are opened.
+        first_index: the first frame's index (a restarted stream continues its numbering).
     """
 
-    def __init__(self, stream: str, table: FrameTable) -> None:
+    def __init__(self, stream: str, table: FrameTable, first_index: int = 0) -> None:
         self.stream = stream
         self.table = table
-        self.next_index = 0
+        self.first_index = first_index
+        self.next_index = first_index
 
     @classmethod
     def from_properties(cls, values: Mapping[str, Any]) -> StampStage:
         """The stage of a ``tpsstamp`` element, on the process-wide table."""
-        return cls(str(values["stream"]), default_table())
+        return cls(str(values["stream"]), default_table(), int(values["first_index"]))
 
     def start(self) -> None:
-        self.next_index = 0
+        self.next_index = self.first_index
         self.table.clear(self.stream)
 
     def process(self, frame: FrameContext) -> None:
@@ -62,6 +64,10 @@ STAMP = ElementSpec(
     name="tpsstamp",
     summary="Name the stream and number its frames in the TPS side table",
     stage_factory=StampStage.from_properties,
-    properties=(Prop("stream", str, None, "Name of the stream (e.g. cam0)", required=True),),
+    properties=(
+        Prop("stream", str, None, "Name of the stream (e.g. cam0)", required=True),
+        Prop("first-index", int, 0, "Index of the first frame (continues after a restart)",
+             minimum=0),  # fmt: skip
+    ),
     announces_stream=True,
 )

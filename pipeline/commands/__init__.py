@@ -4,11 +4,16 @@
 line and exits with code 2.
 """
 
+from bench.report import ReportError
+from bench.suite import SuiteError
 from engines.base import EngineError
 from models.registry import ModelError
 from parsing.events import EventError
+from pipeline.broker import BrokerError
 from pipeline.commands import (
     baseline,
+    bench,
+    broker,
     eval,
     models,
     predict,
@@ -21,14 +26,16 @@ from pipeline.commands import (
 from pipeline.config import ConfigError
 from pipeline.metrics import MetricsError
 from pipeline.recorder import RecordError
+from pipeline.shard import ShardError
 from pipeline.sources import SourceError
 from plugins.publisher import PublisherError
 from tps.formats import FormatError
 from tps.synth import SynthError
 
-COMMANDS = (run, predict, subscribe, record, eval, baseline, synth, train, models)
+COMMANDS = (run, predict, subscribe, record, eval, baseline, synth, train, models, broker, bench)
 
 USER_ERRORS: tuple[type[Exception], ...] = (
+    BrokerError,
     ConfigError,
     EngineError,
     EventError,
@@ -36,8 +43,11 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     MetricsError,
     ModelError,
     PublisherError,
+    ReportError,
     RecordError,
+    ShardError,
     SourceError,
+    SuiteError,
     SynthError,
     *train.TrainErrors,
 )

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from pipeline.config import ConfigError, load_config, validate
 from pipeline.runner import Runner, RunReport
 from pipeline.settings import PipelineConfig, SynthSplitSettings
+from pipeline.shard import apply_shard
 from tps.formats import GT_VIDEO_FILE, read_gt
 from tps.scorer import evaluate
 from tps.synth.dataset import write_split
@@ -39,6 +40,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", help="run the streaming parser", description=__doc__)
     add_run_arguments(parser)
+    parser.add_argument("--shard", metavar="I/N", help="run only shard I of N of the streams")
     parser.set_defaults(handler=handle)
 
 
@@ -126,4 +128,5 @@ def execute(config: PipelineConfig) -> int:
 
 
 def handle(args: argparse.Namespace) -> int:
-    return execute(configure(args))
+    config = apply_shard(configure(args), args.shard)
+    return 0 if config is None else execute(config)

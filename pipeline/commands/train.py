@@ -30,7 +30,8 @@ class _RawConfig(RootModel[dict[str, Any]]):
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `train` command."""
     parser = subparsers.add_parser("train", help="train a network on a synthetic split")
-    parser.add_argument("kind", choices=sorted(RECIPES), help="which network to train")
+    kinds = "; ".join(f"{name}: {recipe.help}" for name, recipe in sorted(RECIPES.items()))
+    parser.add_argument("kind", choices=sorted(RECIPES), help=f"which network to train ({kinds})")
     parser.add_argument("-c", "--config", type=Path, required=True, help="recipe YAML config")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     parser.add_argument("--out", type=Path, help="output directory (replaces the config's out)")
