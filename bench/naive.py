@@ -1,0 +1,180 @@
+"""The naive baseline: the loop a user writes without our pipeline, and the stage-only times.
+
+One video after another: decode with a plain ``appsink`` loop, then for every frame run the person
+detector, the pose estimator, the part detector and (when a clip is due) the CSN ensemble, in
+turn, one frame at a time, on the same networks and engine as the pipeline (the parsing core's
+stage classes, loaded with `parsing.networks.load_network`, no micro-batcher, no GStreamer
+elements, no events). At the end of each video the whole-video decision is taken from evenly
+spread clips, as the pipeline's offline mode does.
+
+The time spent inside the stage calls is the *stage-only* (model) time of those frames, which
+the suite compares with the pipeline's end-to-end time (the glue overhead).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gi
+import numpy as np
+
+from parsing.clip_parser import ClipEnsemble, ClipWindow, average
+from parsing.frame_parser import PartDetector, PersonDetector, PoseEstimator, humans
+from parsing.networks import Network, load_network
+from parsing.settings import NetworkSettings, ParserSettings
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstApp", "1.0")
+from gi.repository import Gst, GstApp  # noqa: E402, F401  (GstApp: appsink methods)
+
+STAGES = ("person", "pose", "parts", "clip")
+PULL_TIMEOUT_NS = 10_000_000_000
+"""The naive loop waits this long for a frame before it gives up on the video."""
+RGB_CHANNELS = 3
+
+
+class NaiveError(RuntimeError):
+    """The naive loop could not decode a video."""
+
+
+@dataclass
+class NaiveTimes:
+    """Seconds spent per stage over some frames, and in the whole loop.
+
+    Attributes:
+        frames: frames parsed.
+        stage_s: seconds inside each stage's calls over those frames (see `STAGES`).
+        final_clip_s: seconds of the end-of-video decisions (evenly spread clips).
+        wall_s: wall seconds of the per-frame loops, decoding included, final decisions excluded.
+        per_frame_model_s: each frame's seconds inside person + pose + parts (+ clip when due).
+    """
+
+    frames: int = 0
+    stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    final_clip_s: float = 0.0
+    wall_s: float = 0.0
+    per_frame_model_s: list[float] = field(default_factory=list)
+
+    @property
+    def model_s(self) -> float:
+        """Seconds inside the per-frame stage calls (final decisions excluded)."""
+        return sum(self.stage_s.values())
+
+
+def decode_frames(path: Path) -> Iterator[np.ndarray]:
+    """(H, W, 3) uint8 RGB frames of a video file, the way a user writes it: appsink, pull, copy.
+
+    Raises:
+        NaiveError: the file does not decode, or no frame comes within `PULL_TIMEOUT_NS`.
+    """
+    Gst.init(None)
+    pipeline = Gst.parse_launch(
+        f'filesrc location="{path}" ! decodebin ! videoconvert'
+        " ! video/x-raw,format=RGB ! appsink name=sink sync=false max-buffers=4"
+    )
+    sink = pipeline.get_by_name("sink")
+    pipeline.set_state(Gst.State.PLAYING)
+    try:
+        while True:
+            sample = sink.try_pull_sample(PULL_TIMEOUT_NS)
+            if sample is None:
+                if sink.is_eos():
+                    return
+                raise NaiveError(f"{path}: no frame within {PULL_TIMEOUT_NS / 1e9:g} s")
+            structure = sample.get_caps().get_structure(0)
+            width, height = structure.get_value("width"), structure.get_value("height")
+            buffer = sample.get_buffer()
+            ok, info = buffer.map(Gst.MapFlags.READ)
+            if not ok:
+                raise NaiveError(f"{path}: cannot map a frame")
+            try:
+                rows = np.frombuffer(info.data, np.uint8).reshape(height, -1)  # H,stride
+                yield rows[:, : width * RGB_CHANNELS].reshape(height, width, RGB_CHANNELS).copy()
+            finally:
+                buffer.unmap(info)
+    finally:
+        pipeline.set_state(Gst.State.NULL)
+
+
+class NaiveParser:
+    """The four stages called directly, one frame at a time, timing each call."""
+
+    def __init__(self, settings: ParserSettings) -> None:
+        self.settings = settings
+        self.networks: list[Network] = []
+        person = self._load(settings.person)
+        pose = self._load(settings.pose)
+        parts = self._load(settings.parts)
+        clip = [self._load(network) for network in settings.clip.networks]
+        self.person = PersonDetector(person, settings.person)
+        self.pose = PoseEstimator(pose, settings.pose)
+        self.parts = PartDetector(parts, settings.parts)
+        self.ensemble = ClipEnsemble(clip, [n.head_weights for n in settings.clip.networks])
+
+    def _load(self, settings: NetworkSettings) -> Network:
+        network = load_network(settings)
+        self.networks.append(network)
+        return network
+
+    def close(self) -> None:
+        """Release every engine."""
+        for network in self.networks:
+            network.engine.close()
+
+    def parse_video(self, path: Path, times: NaiveTimes) -> None:
+        """Parse every frame of `path`, adding its frames and seconds to `times`."""
+        clip = self.settings.clip
+        window = ClipWindow(
+            self.ensemble.clip_len,
+            self.ensemble.crop_size,
+            frame_stride=clip.frame_stride,
+            hop=clip.hop,
+            average_clips=clip.average_clips,
+            keep_all=True,
+        )
+        started = time.perf_counter()
+        for index, frame_rgb in enumerate(decode_frames(path)):
+            frame_s = 0.0
+            tick = time.perf_counter()
+            detections = self.person([frame_rgb])
+            frame_s += self._add(times, "person", tick)
+            tick = time.perf_counter()
+            persons = self.pose([frame_rgb], detections)[0]
+            frame_s += self._add(times, "pose", tick)
+            tick = time.perf_counter()
+            humans(persons, self.parts(frame_rgb, persons))
+            frame_s += self._add(times, "parts", tick)
+            tick = time.perf_counter()
+            due = window.push(index, frame_rgb)
+            if due is not None:
+                window.add(self.ensemble(due[None])[0])
+            frame_s += self._add(times, "clip", tick)
+            times.per_frame_model_s.append(frame_s)
+            times.frames += 1
+        times.wall_s += time.perf_counter() - started
+        tick = time.perf_counter()
+        clips = window.finish(clip.average_clips)
+        if clips is not None:
+            average(self.ensemble(clips))
+        times.final_clip_s += time.perf_counter() - tick
+
+    @staticmethod
+    def _add(times: NaiveTimes, stage: str, tick: float) -> float:
+        seconds = time.perf_counter() - tick
+        times.stage_s[stage] += seconds
+        return seconds
+
+
+def run_naive(settings: ParserSettings, videos: Sequence[Path]) -> NaiveTimes:
+    """Parse `videos` one after another with the naive loop; networks loaded before timing."""
+    parser = NaiveParser(settings)
+    times = NaiveTimes()
+    try:
+        for video in videos:
+            parser.parse_video(video, times)
+    finally:
+        parser.close()
+    return times
