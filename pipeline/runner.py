@@ -261,14 +261,17 @@ class Runner:
     def _fail(self, sink: EventSink, slot: _Slot, detail: str) -> None:
         """An error: a live source retries after a back-off, anything else ends for good."""
         self._teardown(slot)
-        settings = self.config.reconnect
-        retries_left = settings.max_attempts is None or slot.attempts < settings.max_attempts
-        if slot.live and retries_left and not self._stop.is_set():
+        if self._may_retry(slot):
             self._retry(sink, slot, detail)
             return
         self._status(sink, slot.stream, "error", detail)
         self._status(sink, slot.stream, "stopped", "after the error")
         slot.done = True
+
+    def _may_retry(self, slot: _Slot) -> bool:
+        """A live source retries until it has used `max_attempts` retries in a row."""
+        most = self.config.reconnect.max_attempts
+        return slot.live and not self._stop.is_set() and (most is None or slot.attempts < most)
 
     def _retry(self, sink: EventSink, slot: _Slot, detail: str) -> None:
         settings = self.config.reconnect
@@ -289,7 +292,7 @@ class Runner:
         elif slot.loop:
             slot.restarts += 1
             slot.restart_at = time.monotonic()
-        elif slot.live:
+        elif self._may_retry(slot):
             self._retry(sink, slot, "the source ended")
         else:
             self._status(sink, slot.stream, "eos", "end of stream")

@@ -183,7 +183,8 @@ def test_rtsp_stream_on_loopback_is_parsed(random_weights, rtsp_server, tmp_path
         " ! x264enc tune=zerolatency ! rtph264pay name=pay0 pt=96 )"
     )
     sources = [{"id": "cam", "uri": f"{url}?transport=tcp"}]
-    runner, events = run_with_subscriber(make_config(random_weights, sources, tmp_path))
+    config = make_config(random_weights, sources, tmp_path, reconnect={"max_attempts": 0})
+    runner, events = run_with_subscriber(config)
     frames = by_stream(events, "cam", "frame")
     assert len(frames) >= 15, "most of the 20 frames arrive over RTSP"
     assert [e["frame_index"] for e in frames] == list(range(len(frames)))
