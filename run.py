@@ -2,7 +2,14 @@
 
 import sys
 
+import torch
+
 from pipeline.cli import main
 
+TORCH_THREADS = 1
+"""Each network runs in its own batcher thread and stages overlap; one thread per call keeps the
+cores busy without oversubscribing them (measured in bench/: 2 threads per call ran slower)."""
+
 if __name__ == "__main__":
+    torch.set_num_threads(TORCH_THREADS)
     sys.exit(main())

@@ -84,7 +84,11 @@ def load_network(settings: NetworkSettings, cache_dir: Path = DEFAULT_CACHE_DIR)
         )
     else:
         onnx_path = _onnx_file(model, settings.weights, input_shape, cache_dir)
-        options = {"precision": settings.precision} if settings.engine == "tensorrt" else {}
+        options = (
+            {"precision": settings.precision}
+            if settings.engine == "tensorrt"
+            else {"intra_op_threads": settings.threads}
+        )
         engine = create_engine(settings.engine, onnx_path, **options)
     log.debug("loaded %s from %s on %s", metadata["arch"], settings.weights, settings.engine)
     return Network(

@@ -27,6 +27,7 @@ class NetworkSettings(Section):
     engine: EngineKind = Field("torch", description="backend that runs the network")
     device: str = Field("cpu", description="torch device, e.g. cpu or cuda:0")
     precision: Literal["fp32", "fp16", "int8"] = Field("fp32", description="compute precision")
+    threads: int = Field(1, ge=0, description="ONNX Runtime threads per call (0: one per core)")
 
 
 class PersonSettings(NetworkSettings):

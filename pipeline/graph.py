@@ -25,6 +25,8 @@ from pipeline.sources import build_source, parse_source  # noqa: E402
 
 OFFLINE_QUEUE_FRAMES = 4
 """Offline mode decouples decoding from parsing with this many frames (lossless: it blocks)."""
+STAGE_QUEUE_FRAMES = 2
+"""A small queue between stages gives each its own thread, so stages of one stream overlap."""
 PARSER_QUEUE = "parser_queue"
 
 
@@ -47,7 +49,7 @@ class StreamGraph:
 def _network(settings: NetworkSettings) -> str:
     return (
         f"weights={quote(str(settings.weights))} engine={settings.engine}"
-        f" device={settings.device} precision={settings.precision}"
+        f" device={settings.device} precision={settings.precision} threads={settings.threads}"
     )
 
 
@@ -103,12 +105,9 @@ def build_stream(
     )
     pacing = ["identity sync=true"] if live and spec.kind in ("file", "synth") else []
     final_clips = 0 if live else config.parser.clip.average_clips
-    chain = [
-        *pacing,
-        f"tpsstamp stream={stream} first-index={first_index}",
-        queue,
-        *parser_chain(config.parser, final_clips),
-    ]
+    between = f"queue max-size-buffers={STAGE_QUEUE_FRAMES} max-size-bytes=0 max-size-time=0"
+    stages = f" ! {between} ! ".join(parser_chain(config.parser, final_clips))
+    chain = [*pacing, f"tpsstamp stream={stream} first-index={first_index}", queue, stages]
     video_path = None
     output = config.output
     if output.dir is not None and output.annotated_video:

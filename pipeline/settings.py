@@ -74,7 +74,11 @@ class BatchingSettings(Section):
     """The micro-batchers that serve all streams with one call per network."""
 
     max_batch: int = Field(8, ge=1, description="most samples per network call")
-    max_wait_ms: float = Field(2.0, ge=0, description="longest wait for a batch to fill")
+    max_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        description="longest wait for a batch to fill; 0 batches what queued during the last call",
+    )
 
 
 class PublishSettings(Section):

@@ -13,6 +13,7 @@ NETWORK_PROPS: tuple[Prop, ...] = (
     Prop("engine", str, "torch", "Backend: torch, onnxruntime or tensorrt"),
     Prop("device", str, "cpu", "Torch device, e.g. cpu or cuda:0"),
     Prop("precision", str, "fp32", "fp32, fp16 or int8"),
+    Prop("threads", int, 1, "ONNX Runtime threads per call (0: one per core)", minimum=0),
 )
 
 
@@ -23,4 +24,5 @@ def network_fields(values: Mapping[str, Any]) -> dict[str, Any]:
         "engine": values["engine"],
         "device": values["device"],
         "precision": values["precision"],
+        "threads": values["threads"],
     }

@@ -21,7 +21,8 @@ from parsing.settings import NetworkSettings
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH = 8
-DEFAULT_MAX_WAIT_MS = 2.0
+DEFAULT_MAX_WAIT_MS = 0.0
+"""No waiting: a batch is whatever queued while the previous call ran (dynamic batching)."""
 
 BatchObserver = Callable[[str, int], None]
 """Told (network name, batch size) after every batched call, e.g. to feed a metric."""

@@ -1,1 +1,1 @@
-"""Kinetics-TPS: vocabulary, the scorer's file formats, the exact scorer, labels and synthetic data."""
+"""Kinetics-TPS: vocabulary, file formats, the exact scorer, labels, drawing and synthetic data."""

@@ -31,7 +31,7 @@ def _frame(index: int, record: FrameRecord, writable: bool = False) -> FrameCont
 
 @pytest.fixture
 def stages(random_weights):
-    network = {"engine": "torch", "device": "cpu", "precision": "fp32"}
+    network = {"engine": "torch", "device": "cpu", "precision": "fp32", "threads": 1}
     person = PersonStage.from_properties(
         {**network, "weights": str(random_weights["person"]), "score_threshold": 0.0,
          "nms_iou": 0.5, "max_persons": 2}
