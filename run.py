@@ -5,6 +5,7 @@ import sys
 import torch
 
 from pipeline.cli import main
+from pipeline.gst import silence_floating_warning
 
 TORCH_THREADS = 1
 """Each network runs in its own batcher thread and stages overlap; one thread per call keeps the
@@ -12,4 +13,5 @@ cores busy without oversubscribing them (measured in bench/: 2 threads per call 
 
 if __name__ == "__main__":
     torch.set_num_threads(TORCH_THREADS)
+    silence_floating_warning()
     sys.exit(main())

@@ -31,6 +31,24 @@ def init() -> None:
         log.debug("GStreamer %s initialised", Gst.version_string())
 
 
+FLOATING_WARNING = "should be floating"
+"""GStreamer 1.22 prints this CRITICAL for every element registered from Python; it is harmless."""
+
+
+def silence_floating_warning() -> None:
+    """Drop GStreamer's "element should be floating" CRITICAL lines, pass every other message on.
+
+    Changes process-wide logging: only `run.py` calls it.
+    """
+
+    def handler(domain: str, level: GLib.LogLevelFlags, message: str, data: object) -> None:
+        if FLOATING_WARNING not in message:
+            GLib.log_default_handler(domain, level, message, data)
+
+    levels = GLib.LogLevelFlags.LEVEL_CRITICAL | GLib.LogLevelFlags.FLAG_FATAL
+    GLib.log_set_handler("GStreamer", levels | GLib.LogLevelFlags.FLAG_RECURSION, handler, None)
+
+
 def parse_launch(description: str) -> Gst.Pipeline:
     """Build a pipeline from a gst-launch description.
 
