@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import gi
 import numpy as np
@@ -33,7 +34,7 @@ class VideoError(Exception):
     """A video file is missing, cannot be decoded, or lacks the frames asked for."""
 
 
-def _gst():  # noqa: ANN202 (the gi modules have no static type)
+def _gst() -> tuple[Any, Any, Any]:
     """Gst, GstVideo and GLib, with GStreamer initialised (once)."""
     gi.require_version("Gst", "1.0")
     gi.require_version("GstApp", "1.0")
@@ -47,7 +48,7 @@ def _gst():  # noqa: ANN202 (the gi modules have no static type)
     return Gst, GstVideo, GLib
 
 
-def _frame_from_sample(sample: object, gst_video: object, path: Path) -> np.ndarray:
+def _frame_from_sample(sample: Any, gst_video: Any, path: Path) -> np.ndarray:
     """Copy one RGB appsink sample into a dense (H, W, 3) uint8 array."""
     info = gst_video.VideoInfo.new_from_caps(sample.get_caps())
     if info is None:
@@ -65,7 +66,7 @@ def _frame_from_sample(sample: object, gst_video: object, path: Path) -> np.ndar
         buffer.unmap(mapped)
 
 
-def _bus_error(pipeline: object, gst: object) -> str | None:
+def _bus_error(pipeline: Any, gst: Any) -> str | None:
     """The first error message waiting on the bus, as one line, or None."""
     message = pipeline.get_bus().pop_filtered(gst.MessageType.ERROR)
     if message is None:

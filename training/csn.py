@@ -1,0 +1,407 @@
+"""The `csn` recipe: the report's clip classifier, a video-action head plus six part-label heads.
+
+Part-state parsing is video classification (DESIGN.md §1): every training video gets its action
+and six part labels ``<action>_<PartType>_<state>`` (`tps.labels.part_labels`), and a CSN learns
+them from clips. Each head's vocabulary is the sorted set of labels in the training split; the
+checkpoint's classes store it as ``{"video": [...], "head": [...], "hand": [...], ...}``.
+
+Two layouts, both loadable by one rule (every checkpoint is a multi-head CSN whose classes dict
+names the heads it serves; a clip parser loads a list of checkpoints and takes each head from the
+file that has it):
+- ``mode: shared``: one backbone with 7 linear heads, saved as ``<out>/csn.safetensors``.
+- ``mode: separate`` (the report's way): one network per head, trained side by side on the same
+  clips, saved as ``<out>/csn_<head>.safetensors`` (7 files), each a one-head CSN.
+
+Clips follow the CSN configs: `models.csn.sample_clip_indices` picks `clip_len` frames every
+`frame_interval` frames (random "uniform" clips for training, evenly spread "test" clips for
+validation); frames are resized so the shorter side is `short_side` and cropped to
+`crop_size` squared (random crop + horizontal flip for training, centre crop otherwise: the clip
+parser's `clip_frames`), then normalised with `models.csn.normalize_clip`. The loss is the sum of
+the heads' cross-entropies.
+
+Decoded videos are kept in memory already resized, and only every `cache_step`-th frame (a
+600-video split of 64-frame 320x240 videos at short side 128 and step 2 is about 1.3 GB).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field, FilePath, model_validator
+from torch import Tensor, nn
+
+import models
+from models.csn import normalize_clip, sample_clip_indices
+from tps.formats import GroundTruth
+from tps.labels import part_labels
+from tps.vocabulary import PART_TYPES
+from training.common import (
+    Checkpointer,
+    TrainConfigBase,
+    TrainError,
+    epoch_rng,
+    fit,
+    seed_everything,
+)
+from training.data import Split
+
+log = logging.getLogger(__name__)
+
+VIDEO_HEAD = "video"
+HEADS: tuple[str, ...] = (VIDEO_HEAD, *PART_TYPES)
+"""Head names in checkpoint order: the action head, then one per part type."""
+WEIGHTS_NAME = "csn"
+"""Shared mode writes `<out>/csn.safetensors`; separate mode `<out>/csn_<head>.safetensors`."""
+UNKNOWN_LABEL = -1
+"""Target index of a validation label missing from the training vocabulary (always wrong)."""
+VAL_BATCH_CLIPS = 16
+
+Vocabulary = dict[str, list[str]]
+
+
+class CsnConfig(TrainConfigBase):
+    """The csn recipe: network layout, clip sampling and augmentation on top of the loop's."""
+
+    arch: str = Field("ir_csn_tiny", description="registry name of the CSN (ir_/ip_csn_*)")
+    mode: Literal["shared", "separate"] = Field(
+        "shared", description="one backbone with 7 heads, or one network per head (the report)"
+    )
+    frozen_bn: bool = Field(
+        False,
+        description="freeze BatchNorm (the report, fine-tuning pretrained weights); from scratch "
+        "a frozen BN normalises nothing, so it is off by default",
+    )
+    pretrained: FilePath | None = Field(
+        None, description="checkpoint to start the backbone from (its head is reinitialised)"
+    )
+    clip_len: int = Field(8, ge=1, description="frames per clip")
+    frame_interval: int = Field(4, ge=1, description="frames between two frames of a clip")
+    short_side: int = Field(128, ge=1, description="frames are resized to this shorter side")
+    crop_size: int = Field(112, ge=1, description="square crop fed to the network")
+    cache_step: int = Field(
+        2, ge=1, description="keep every n-th decoded frame in memory; divides frame_interval"
+    )
+    flip_prob: float = Field(0.5, ge=0, le=1, description="share of mirrored training clips")
+    val_clips: int = Field(3, ge=1, description="evenly spread clips averaged per val video")
+    val_max_videos: int | None = Field(
+        None, ge=1, description="validation videos used (the first ones; none: all)"
+    )
+
+    @model_validator(mode="after")
+    def _check_geometry(self) -> CsnConfig:
+        if self.frame_interval % self.cache_step:
+            raise ValueError(
+                f"cache_step ({self.cache_step}) must divide frame_interval ({self.frame_interval})"
+            )
+        if self.crop_size > self.short_side:
+            raise ValueError(
+                f"crop_size ({self.crop_size}) must not exceed short_side ({self.short_side})"
+            )
+        return self
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """Per-sample network input C,T,H,W."""
+        return (3, self.clip_len, self.crop_size, self.crop_size)
+
+
+# ---------------------------------------------------------------- clip geometry (shared)
+
+
+def resize_short_side(frames_thwc: np.ndarray, short_side: int) -> np.ndarray:
+    """Resize frames so their shorter side is `short_side`, keeping the aspect ratio.
+
+    Args:
+        frames_thwc: (T, H, W, 3) uint8 RGB frames.
+        short_side: target length of the shorter side in pixels.
+
+    Returns:
+        (T, h, w, 3) uint8 RGB with min(h, w) == short_side (bilinear, antialiased).
+    """
+    _, height, width, _ = frames_thwc.shape
+    ratio = short_side / min(height, width)
+    size = (max(short_side, round(height * ratio)), max(short_side, round(width * ratio)))
+    if size == (height, width):
+        return np.ascontiguousarray(frames_thwc)
+    # torch resizes uint8 directly (a fast kernel that rounds), no float round trip
+    values = torch.from_numpy(np.ascontiguousarray(frames_thwc)).permute(0, 3, 1, 2)  # T,3,H,W
+    resized = F.interpolate(values, size=size, mode="bilinear", antialias=True)  # T,3,h,w
+    return np.ascontiguousarray(resized.permute(0, 2, 3, 1).numpy())  # T,h,w,3
+
+
+def centre_crop(frames_thwc: np.ndarray, size: int) -> np.ndarray:
+    """The central (T, size, size, 3) window of (T, H, W, 3) frames (H, W >= size)."""
+    _, height, width, _ = frames_thwc.shape
+    top, left = (height - size) // 2, (width - size) // 2
+    return frames_thwc[:, top : top + size, left : left + size]
+
+
+def clip_frames(frames_thwc: np.ndarray, size: int = 112, short_side: int = 128) -> np.ndarray:
+    """A clip's frames as the network sees them at test time: shorter side, then centre crop.
+
+    Args:
+        frames_thwc: (T, H, W, 3) uint8 RGB frames of one clip, at any resolution.
+        size: side of the square crop (the network's input H = W).
+        short_side: the shorter side the frames are resized to first.
+
+    Returns:
+        (T, size, size, 3) uint8 RGB; feed it to `models.csn.normalize_clip`.
+    """
+    return np.ascontiguousarray(centre_crop(resize_short_side(frames_thwc, short_side), size))
+
+
+def random_crop_flip(
+    frames_thwc: np.ndarray, size: int, flip_prob: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Training augmentation: one random (size, size) window for the clip, mirrored sometimes."""
+    _, height, width, _ = frames_thwc.shape
+    top = int(rng.integers(0, height - size + 1))
+    left = int(rng.integers(0, width - size + 1))
+    crop = frames_thwc[:, top : top + size, left : left + size]
+    if rng.random() < flip_prob:
+        crop = crop[:, :, ::-1]
+    return np.ascontiguousarray(crop)
+
+
+# ---------------------------------------------------------------- labels and data
+
+
+def video_labels(gt: GroundTruth) -> dict[str, dict[str, str]]:
+    """Per video, the label of each head: {"video": action, part type: part label}."""
+    return {
+        video: {VIDEO_HEAD: action, **part_labels(action, gt.parts.get(video, {}))}
+        for video, action in gt.labels.items()
+    }
+
+
+def build_vocabulary(labels: Mapping[str, Mapping[str, str]]) -> Vocabulary:
+    """Each head's classes: the sorted set of its labels over the training videos."""
+    return {head: sorted({per_video[head] for per_video in labels.values()}) for head in HEADS}
+
+
+def encode_labels(
+    labels: Mapping[str, Mapping[str, str]], videos: list[str], vocabulary: Vocabulary
+) -> dict[str, np.ndarray]:
+    """head -> (V,) int64 class index of each video's label (`UNKNOWN_LABEL` when unseen)."""
+    encoded = {}
+    for head, classes in vocabulary.items():
+        index = {name: position for position, name in enumerate(classes)}
+        encoded[head] = np.array(
+            [index.get(labels[video][head], UNKNOWN_LABEL) for video in videos], dtype=np.int64
+        )
+    return encoded
+
+
+@dataclass(frozen=True)
+class ClipVideos:
+    """Decoded videos of a split, resized and thinned for clip sampling.
+
+    Attributes:
+        names: video names.
+        frames: per video (T_c, h, w, 3) uint8 RGB, shorter side `short_side`, every
+            `cache_step`-th frame of the video.
+        targets: head -> (V,) int64 class indices.
+    """
+
+    names: list[str]
+    frames: list[np.ndarray]
+    targets: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def load_videos(
+    split: Split,
+    vocabulary: Vocabulary,
+    config: CsnConfig,
+    max_videos: int | None = None,
+) -> ClipVideos:
+    """Decode, resize and thin the videos of `split`, with their head targets."""
+    labels = video_labels(split.gt)
+    names = [video for video in split.videos if video in labels][:max_videos]
+    if not names:
+        raise TrainError(f"{split.directory}: no labelled videos")
+    frames = []
+    for name in names:
+        decoded = split.frames(name)[:: config.cache_step]
+        frames.append(resize_short_side(decoded, config.short_side))
+    log.info("decoded %d videos of %s for csn", len(names), split.directory)
+    return ClipVideos(names, frames, encode_labels(labels, names, vocabulary))
+
+
+ClipBatch = tuple[Tensor, dict[str, Tensor]]
+"""(normalised clips N,3,T,H,W float32, head -> (N,) int64 targets)."""
+
+
+class ClipBatches:
+    """One epoch of random clips, one per video, in an order fixed by (seed, epoch)."""
+
+    def __init__(self, videos: ClipVideos, config: CsnConfig, epoch: int) -> None:
+        self.videos = videos
+        self.config = config
+        self.rng = epoch_rng(config.seed, epoch)
+        self.order = self.rng.permutation(len(videos))
+
+    def __len__(self) -> int:
+        return len(self.order) // self.config.batch_size
+
+    def __iter__(self) -> Iterator[ClipBatch]:
+        config = self.config
+        stride = config.frame_interval // config.cache_step
+        for start in range(0, len(self) * config.batch_size, config.batch_size):
+            chosen = self.order[start : start + config.batch_size]
+            clips = []
+            for video in chosen:
+                frames = self.videos.frames[video]
+                indices = sample_clip_indices(
+                    len(frames), config.clip_len, stride, 1, "uniform", self.rng
+                )[0]
+                clips.append(
+                    random_crop_flip(frames[indices], config.crop_size, config.flip_prob, self.rng)
+                )
+            targets = {
+                head: torch.from_numpy(values[chosen])
+                for head, values in self.videos.targets.items()
+            }
+            yield normalize_clip(np.stack(clips)), targets
+
+
+def clip_loss(model: nn.Module, batch: ClipBatch) -> dict[str, Tensor]:
+    """The `fit` step: one cross-entropy per head, named `loss_<head>` (fit sums them)."""
+    clips, targets = batch
+    logits = model(clips)
+    return {
+        f"loss_{head}": F.cross_entropy(logits[head], target) for head, target in targets.items()
+    }
+
+
+# ---------------------------------------------------------------- networks
+
+
+class PerHeadNetworks(nn.Module):
+    """The report's layout: one one-head CSN per head; forward merges their {head: logits}."""
+
+    def __init__(self, networks: Mapping[str, nn.Module]) -> None:
+        super().__init__()
+        self.networks = nn.ModuleDict(networks)
+
+    def forward(self, clips: Tensor) -> dict[str, Tensor]:
+        logits: dict[str, Tensor] = {}
+        for network in self.networks.values():
+            logits.update(network(clips))  # {head: N,K_head}
+        return logits
+
+
+def build_network(config: CsnConfig, vocabulary: Vocabulary) -> nn.Module:
+    """The shared 7-head CSN, or `PerHeadNetworks` of 7 one-head CSNs, per `config.mode`."""
+    if config.frozen_bn and config.pretrained is None:
+        log.warning("frozen_bn without pretrained weights: BatchNorm will not normalise anything")
+    groups = (
+        {WEIGHTS_NAME: list(HEADS)}
+        if config.mode == "shared"
+        else {f"{WEIGHTS_NAME}_{head}": [head] for head in HEADS}
+    )
+    networks = {}
+    for name, heads in groups.items():
+        counts = {head: len(vocabulary[head]) for head in heads}
+        network = models.build(config.arch, num_classes=counts, frozen_bn=config.frozen_bn)
+        if config.pretrained is not None:
+            models.load_checkpoint(network, config.pretrained, reinit_head=True)
+        networks[name] = network
+    return networks[WEIGHTS_NAME] if config.mode == "shared" else PerHeadNetworks(networks)
+
+
+def saved_networks(model: nn.Module) -> dict[str, nn.Module]:
+    """File stem -> network to save: {"csn": model} or {"csn_<head>": network, ...}."""
+    if isinstance(model, PerHeadNetworks):
+        return dict(model.networks.items())
+    return {WEIGHTS_NAME: model}
+
+
+# ---------------------------------------------------------------- validation and the recipe
+
+
+def evaluate_clips(model: nn.Module, videos: ClipVideos, config: CsnConfig) -> dict[str, float]:
+    """Accuracy per head on `videos`: softmax averaged over `val_clips` centre-cropped clips.
+
+    Returns:
+        {"acc_<head>": share of videos whose top-1 label is right, for every head, and
+        "acc_parts": the mean over the six part heads}.
+    """
+    model.eval()
+    stride = config.frame_interval // config.cache_step
+    heads = list(videos.targets)
+    correct = dict.fromkeys(heads, 0)
+    with torch.no_grad():
+        for index, frames in enumerate(videos.frames):
+            indices = sample_clip_indices(
+                len(frames), config.clip_len, stride, config.val_clips, "test"
+            )
+            clips = np.stack([centre_crop(frames[clip], config.crop_size) for clip in indices])
+            logits = model(normalize_clip(clips))
+            for head in heads:
+                predicted = int(logits[head].softmax(-1).mean(0).argmax())
+                correct[head] += int(predicted == videos.targets[head][index])
+    metrics = {f"acc_{head}": correct[head] / len(videos) for head in heads}
+    metrics["acc_parts"] = float(np.mean([metrics[f"acc_{head}"] for head in PART_TYPES]))
+    return metrics
+
+
+def train_csn(config: CsnConfig, resume: bool = False) -> dict[str, float]:
+    """Train the clip classifier(s) on `config.data`; save them under `config.out`.
+
+    Returns:
+        `training.common.fit`'s metrics (val_acc_<head> when `val_data` is set).
+    """
+    seed_everything(config.seed)
+    split = Split.open(config.data)
+    labels = video_labels(split.gt)
+    vocabulary = build_vocabulary(labels)
+    videos = load_videos(split, vocabulary, config)
+    validate = None
+    if config.val_data is not None:
+        val_videos = load_videos(
+            Split.open(config.val_data), vocabulary, config, config.val_max_videos
+        )
+
+        def validate(model: nn.Module) -> dict[str, float]:
+            return evaluate_clips(model, val_videos, config)
+
+    model = build_network(config, vocabulary)
+    metrics = fit(
+        model,
+        lambda epoch: ClipBatches(videos, config, epoch),
+        clip_loss,
+        config,
+        config.out,
+        resume=resume,
+        validate=validate,
+    )
+    checkpointer = Checkpointer(config.out)
+    for name, network in saved_networks(model).items():
+        classes = {head: vocabulary[head] for head in network.num_classes}
+        checkpointer.save_weights(
+            network,
+            name,
+            config.arch,
+            classes,
+            extra={
+                "input_shape": list(config.input_shape),
+                "clip": {
+                    "frame_interval": config.frame_interval,
+                    "short_side": config.short_side,
+                    "mode": config.mode,
+                },
+                "config": config.model_dump(mode="json"),
+                "data_seed": config.seed,
+                "metrics": metrics,
+            },
+        )
+    return metrics
