@@ -18,11 +18,13 @@ training set (the report's model-free baseline), ``video-labels`` each test vide
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from tps.formats import Frames, GroundTruth, GtHuman, PredHuman, Prediction, PredPart
@@ -140,6 +142,31 @@ class PriorTable:
         fallback = {type_name: _most_frequent(overall[type_name]) for type_name in PART_TYPES}
         log.debug("prior table: %d actions, %d cells", len(by_action), len(states))
         return cls(states=states, fallback=fallback)
+
+    def save(self, path: str | Path) -> None:
+        """Write the table as JSON: {"states": {action: {part type: state}}, "fallback": {...}}."""
+        states: dict[str, dict[str, str]] = {}
+        for (action, type_name), state in sorted(self.states.items()):
+            states.setdefault(action, {})[type_name] = state
+        Path(path).write_text(json.dumps({"states": states, "fallback": self.fallback}, indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> PriorTable:
+        """Read a table written by `save`.
+
+        Raises:
+            LabelError: the file is missing or not such a table.
+        """
+        try:
+            data = json.loads(Path(path).read_text())
+            states = {
+                (action, type_name): state
+                for action, by_type in data["states"].items()
+                for type_name, state in by_type.items()
+            }
+            return cls(states=states, fallback=dict(data["fallback"]))
+        except (OSError, ValueError, KeyError, AttributeError, TypeError) as error:
+            raise LabelError(f"prior table {path}: cannot read it ({error})") from error
 
     def state(self, action: str, part_type_name: str) -> str:
         """The prior state of a part type for an action (the fallback if the pair is unseen)."""

@@ -117,3 +117,13 @@ def test_baselines_copy_boxes_and_actions_and_guess_states():
 def test_baseline_rejects_unknown_mode():
     with pytest.raises(LabelError, match="baseline mode 'oracle'"):
         baseline(TRAIN, TRAIN, "oracle")
+
+
+def test_prior_table_round_trips_through_json(tmp_path):
+    table = PriorTable(
+        states={("lunge", "leg"): "step", ("lunge", "arm"): "none"}, fallback={"leg": "stand"}
+    )
+    table.save(tmp_path / "prior.json")
+    assert PriorTable.load(tmp_path / "prior.json") == table
+    with pytest.raises(LabelError, match="prior table"):
+        PriorTable.load(tmp_path / "missing.json")
