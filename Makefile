@@ -31,3 +31,14 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# Rebuilds weights/ from scratch on a CPU machine: synthetic splits, five trainings, the manifest.
+weights: setup
+	[ -f data/train/gt_vid_result.json ] || $(PY) run.py synth --out data/train --videos 600 --seed 0 --split train
+	[ -f data/val/gt_vid_result.json ] || $(PY) run.py synth --out data/val --videos 100 --seed 1 --split test
+	$(PY) run.py train person -c configs/train/person.yaml --out out/weights/person
+	$(PY) run.py train pose -c configs/train/pose.yaml --out out/weights/pose
+	$(PY) run.py train parts -c configs/train/parts.yaml --out out/weights/parts
+	$(PY) run.py train csn -c configs/train/csn.yaml --out out/weights/csn_ir
+	$(PY) run.py train csn -c configs/train/csn_ip.yaml --out out/weights/csn_ip
+	$(PY) run.py ship --from out/weights --to weights --train data/train

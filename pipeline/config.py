@@ -45,6 +45,38 @@ def validate(model: type[SectionT], data: object, source: str) -> SectionT:
         raise ConfigError(f"{source}: {problems}") from error
 
 
+def apply_overrides(data: dict, overrides: list[str], source: str) -> dict:
+    """Apply ``key.path=value`` overrides (values parsed as YAML) to plain config data.
+
+    ``parser.parts.paint=false`` sets a nested key; list items are addressed by index
+    (``parser.clip.networks.0.weights=w.safetensors``).
+
+    Raises:
+        ConfigError: an override without ``=`` or whose path does not lead into the data.
+    """
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{source}: override {override!r} is not key.path=value")
+        *parents, last = key.split(".")
+        target: object = data
+        for part in parents:
+            if isinstance(target, list) and part.isdigit() and int(part) < len(target):
+                target = target[int(part)]
+            elif isinstance(target, dict):
+                target = target.setdefault(part, {})
+            else:
+                raise ConfigError(f"{source}: override {key!r}: {part!r} is not in the config")
+        value = yaml.safe_load(text)
+        if isinstance(target, list) and last.isdigit() and int(last) < len(target):
+            target[int(last)] = value
+        elif isinstance(target, dict):
+            target[last] = value
+        else:
+            raise ConfigError(f"{source}: override {key!r}: {last!r} is not in the config")
+    return data
+
+
 def load_config(path: str | Path, model: type[SectionT]) -> SectionT:
     """Read YAML from `path` and validate it as `model`.
 

@@ -19,6 +19,7 @@ from pipeline.commands import (
     predict,
     record,
     run,
+    ship,
     subscribe,
     synth,
     train,
@@ -32,7 +33,9 @@ from plugins.publisher import PublisherError
 from tps.formats import FormatError
 from tps.synth import SynthError
 
-COMMANDS = (run, predict, subscribe, record, eval, baseline, synth, train, models, broker, bench)
+COMMANDS = (
+    run, predict, subscribe, record, eval, baseline, synth, train, ship, models, broker, bench,
+)  # fmt: skip
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     BrokerError,

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from pipeline.commands.run import DEFAULT_CONFIG, execute
-from pipeline.config import ConfigError, load_config, validate
+from pipeline.config import ConfigError, apply_overrides, load_config, validate
 from pipeline.settings import PipelineConfig
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm")
@@ -32,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--streams", type=int, default=DEFAULT_CONCURRENT_STREAMS, help="videos parsed at once"
     )
     parser.add_argument("--gt", type=Path, help="score against this ground truth at the end")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
+    )
+    parser.add_argument("--limit", type=int, help="only the first N videos (sorted by name)")
     parser.set_defaults(handler=handle)
 
 
@@ -49,10 +53,11 @@ def videos_in(folder: Path) -> list[Path]:
 
 def handle(args: argparse.Namespace) -> int:
     base = load_config(args.config, PipelineConfig)
-    data = base.model_dump(mode="python")
+    data = apply_overrides(base.model_dump(mode="python"), args.set, str(args.config))
+    videos = videos_in(args.videos)[: args.limit]
     data.update(
         mode="offline",
-        sources=[{"id": video.stem, "uri": str(video)} for video in videos_in(args.videos)],
+        sources=[{"id": video.stem, "uri": str(video)} for video in videos],
         output={"dir": args.out, "annotated_video": False, "predictions": True},
         publish={**data["publish"], "endpoint": "tcp://127.0.0.1:*", "wait_for_subscriber_s": 0},
         metrics={**data["metrics"], "enabled": False},

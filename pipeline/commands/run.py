@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.config import ConfigError, load_config, validate
+from pipeline.config import ConfigError, apply_overrides, load_config, validate
 from pipeline.runner import Runner, RunReport
 from pipeline.settings import PipelineConfig, SynthSplitSettings
 from pipeline.shard import apply_shard
@@ -35,6 +35,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--publish", metavar="ENDPOINT", help="ZeroMQ endpoint for events")
     parser.add_argument("--metrics", metavar="HOST:PORT", help="metrics address ('off': none)")
     parser.add_argument("--out", type=Path, help="output folder")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. parser.parts.paint=false (repeatable)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,6 +67,7 @@ def configure(args: argparse.Namespace) -> PipelineConfig:
     prepare(load_config(args.config, _GenerateOnly).generate)
     config = load_config(args.config, PipelineConfig)
     data = config.model_dump(mode="python", exclude_unset=False)
+    apply_overrides(data, args.set, str(args.config))
     if args.source:
         data["sources"] = [{"uri": uri} for uri in args.source]
     if args.mode:

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from pipeline.cli import main
+from pipeline.config import ConfigError, apply_overrides
 
 GOOD = {
     "sources": [{"uri": "synth://?seed=1&people=1&frames=4"}],
@@ -79,3 +80,13 @@ def test_missing_weights_fail_before_any_stream_starts(tmp_path: Path, capsys):
     assert main(["run", "-c", str(config)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "w/person.safetensors" in err, err
+
+
+def test_overrides_set_nested_keys_and_list_items():
+    data = {"parser": {"parts": {"paint": True}, "clip": {"networks": [{"weights": "a"}]}}}
+    apply_overrides(data, ["parser.parts.paint=false", "parser.clip.networks.0.weights=b"], "x")
+    assert data == {"parser": {"parts": {"paint": False}, "clip": {"networks": [{"weights": "b"}]}}}
+    with pytest.raises(ConfigError, match="not key.path=value"):
+        apply_overrides(data, ["parser.parts.paint"], "x")
+    with pytest.raises(ConfigError, match="'7' is not in the config"):
+        apply_overrides(data, ["parser.clip.networks.7.weights=c"], "x")
