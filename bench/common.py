@@ -116,11 +116,16 @@ def _random_classes(role: str) -> list[str] | dict[str, list[str]]:
     return heads
 
 
-def random_weights(folder: Path) -> Weights:
-    """Randomly initialised tiny networks of every stage (seeded), written to `folder` once."""
+def random_weights(
+    folder: Path, specs: dict[str, tuple[str, tuple[int, ...]]] = RANDOM_SPECS
+) -> Weights:
+    """Randomly initialised tiny networks of every stage (seeded), written to `folder` once.
+
+    `specs` may shrink the inputs (the tests use smaller clips than the benchmarks).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-    for role, (arch, input_shape) in RANDOM_SPECS.items():
+    for role, (arch, input_shape) in specs.items():
         path = folder / f"{role}.safetensors"
         if not path.is_file():
             classes = _random_classes(role)

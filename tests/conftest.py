@@ -97,9 +97,8 @@ def gst_launch(tmp_path: Path) -> Callable[[str], subprocess.CompletedProcess[st
     return launch
 
 
-ACTIONS = ("push_up", "lunge", "pull_ups")
-"""Actions of the randomly initialised clip networks."""
-PART_INPUT = (3, 96, 96)
+TEST_CLIP_SHAPE = (3, 4, 32, 32)
+"""The tests' clip networks see 4 frames of 32x32: decisions come early and cost little."""
 
 
 @pytest.fixture(scope="session")
@@ -109,36 +108,13 @@ def random_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     Real forward passes with known shapes and vocabularies, for tests of the parsers and the
     pipeline that do not depend on what a network has learnt.
     """
-    import torch
+    from bench.common import RANDOM_SPECS, random_weights
 
-    import models
-    from tps.vocabulary import PART_TYPES, PARTS
-
-    folder = tmp_path_factory.mktemp("random_weights")
-    clip_classes = {"video": list(ACTIONS)}
-    for type_name in PART_TYPES:
-        clip_classes[type_name] = [
-            f"{action}_{type_name.capitalize()}_{state}"
-            for action in ACTIONS
-            for state in ("none", "bend")
-        ]
-    specs = {
-        "person": ("yolof_tiny", ["person"], (3, 128, 160)),
-        "pose": ("hrnet_tiny", [f"keypoint_{i}" for i in range(17)], (3, 128, 96)),
-        "parts": ("yolof_tiny", list(PARTS), PART_INPUT),
-        "csn": ("ir_csn_tiny", clip_classes, (3, 4, 32, 32)),
+    specs = {**RANDOM_SPECS, "csn_ir": ("ir_csn_tiny", TEST_CLIP_SHAPE)}
+    weights = random_weights(tmp_path_factory.mktemp("random_weights"), specs)
+    return {
+        "person": weights.person,
+        "pose": weights.pose,
+        "parts": weights.parts,
+        "csn": weights.clip[0],
     }
-    paths = {}
-    for name, (arch, classes, input_shape) in specs.items():
-        torch.manual_seed(0)
-        counts = (
-            {head: len(names) for head, names in classes.items()}
-            if isinstance(classes, dict)
-            else len(classes)
-        )
-        model = models.build(arch, num_classes=counts)
-        paths[name] = models.save_checkpoint(
-            model, folder / f"{name}.safetensors", arch, classes,
-            extra={"input_shape": list(input_shape)},
-        )  # fmt: skip
-    return paths
