@@ -11,6 +11,7 @@ from models.registry import ModelError
 from parsing.events import EventError
 from pipeline.broker import BrokerError
 from pipeline.commands import (
+    ap,
     baseline,
     bench,
     broker,
@@ -34,7 +35,7 @@ from tps.formats import FormatError
 from tps.synth import SynthError
 
 COMMANDS = (
-    run, predict, subscribe, record, eval, baseline, synth, train, ship, models, broker, bench,
+    run, predict, subscribe, record, eval, baseline, synth, train, ap, ship, models, broker, bench,
 )  # fmt: skip
 
 USER_ERRORS: tuple[type[Exception], ...] = (
