@@ -9,6 +9,7 @@ averaged with the configured weights (the report: video 7.0:1.0 ip:ir, ...).
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.csn import normalize_clip, sample_clip_indices
-from parsing.inputs import clip_frames
+from parsing.inputs import CLIP_SHORT_SIDE, clip_frames
 from parsing.networks import Network
 from parsing.results import ClipResult, PartState
 from tps.labels import PriorTable, state_of_label
@@ -63,8 +64,14 @@ class ClipEnsemble:
         missing = [head for head in (VIDEO_HEAD, *PART_TYPES) if head not in self.classes]
         if missing:
             raise ClipError(f"clip networks lack the heads {missing}")
-        self.clip_len = int(self.networks[0].input_shape[1])
-        self.crop_size = int(self.networks[0].input_shape[-1])
+        first = self.networks[0]
+        self.clip_len = int(first.input_shape[1])
+        self.crop_size = int(first.input_shape[-1])
+        trained = json.loads(first.metadata.get("clip", "{}"))
+        self.short_side = int(trained.get("short_side", max(CLIP_SHORT_SIDE, self.crop_size)))
+        """Frames are resized to this shorter side before the crop, as in training."""
+        self.frame_stride = int(trained.get("frame_interval", 1))
+        """The frame step the networks were trained with (the default window stride)."""
 
     def __call__(self, clips_nthwc: np.ndarray) -> list[Decision]:
         """(N, T, S, S, 3) uint8 clips -> one averaged `Decision` per clip."""
@@ -148,12 +155,13 @@ class ClipWindow:
         clip_len: int,
         crop_size: int,
         *,
+        short_side: int = CLIP_SHORT_SIDE,
         frame_stride: int = 1,
         hop: int = 16,
         average_clips: int = 7,
         keep_all: bool = False,
     ) -> None:
-        self.clip_len, self.crop_size = clip_len, crop_size
+        self.clip_len, self.crop_size, self.short_side = clip_len, crop_size, short_side
         self.frame_stride, self.hop = frame_stride, hop
         self.span = clip_len * frame_stride
         self.recent: deque[np.ndarray] = deque(maxlen=self.span)
@@ -166,7 +174,7 @@ class ClipWindow:
 
     def push(self, frame_index: int, frame_rgb: np.ndarray) -> np.ndarray | None:
         """Add a frame; returns a (T, S, S, 3) clip when one is due, else None."""
-        small = clip_frames(frame_rgb[None], self.crop_size)[0]  # S,S,3
+        small = clip_frames(frame_rgb[None], self.crop_size, self.short_side)[0]  # S,S,3
         if self.first_index is None:
             self.first_index = frame_index
         self.last_index = frame_index

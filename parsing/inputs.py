@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from models.detection import Normalization
 from models.hrnet import crop_box_for_person
@@ -104,41 +105,61 @@ def part_crops(
 
 
 CLIP_SHORT_SIDE = 128
-"""Clip frames are resized so their shorter side has this length before cropping."""
+"""Default shorter side clip frames are resized to before the square crop."""
 
 
-def clip_frames(
-    frames_thwc: np.ndarray,
-    crop_size: int,
-    *,
-    short_side: int = CLIP_SHORT_SIDE,
-    offset_xy: tuple[int, int] | None = None,
-    flip: bool = False,
-) -> np.ndarray:
-    """Resize a clip (shorter side -> `short_side`) and cut a square crop for the CSN.
+def resize_short_side(frames_thwc: np.ndarray, short_side: int) -> np.ndarray:
+    """Resize frames so their shorter side is `short_side`, keeping the aspect ratio.
 
     Args:
         frames_thwc: (T, H, W, 3) uint8 RGB frames.
-        crop_size: side of the square crop (the network's input size).
-        short_side: the resized shorter side (must be >= crop_size).
-        offset_xy: top-left corner of the crop in the resized frames; None: centre crop
-            (inference); training passes a random offset.
-        flip: mirror the crop horizontally (training augmentation).
+        short_side: target length of the shorter side in pixels.
 
     Returns:
-        (T, crop_size, crop_size, 3) uint8 RGB, ready for `models.csn.normalize_clip`.
+        (T, h, w, 3) uint8 RGB with min(h, w) == short_side (bilinear, antialiased).
     """
-    frames = torch.from_numpy(np.ascontiguousarray(frames_thwc)).permute(0, 3, 1, 2).float()
-    height, width = frames.shape[-2:]
-    scale = short_side / min(height, width)
-    size = (max(crop_size, round(height * scale)), max(crop_size, round(width * scale)))
-    resized = torch.nn.functional.interpolate(
-        frames, size=size, mode="bilinear", align_corners=False, antialias=True
-    )  # T,3,h,w
-    if offset_xy is None:
-        offset_xy = ((size[1] - crop_size) // 2, (size[0] - crop_size) // 2)
-    x, y = offset_xy
-    crop = resized[:, :, y : y + crop_size, x : x + crop_size]  # T,3,s,s
-    if flip:
-        crop = crop.flip(-1)
-    return crop.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    _, height, width, _ = frames_thwc.shape
+    ratio = short_side / min(height, width)
+    size = (max(short_side, round(height * ratio)), max(short_side, round(width * ratio)))
+    if size == (height, width):
+        return np.ascontiguousarray(frames_thwc)
+    # torch resizes uint8 directly (a fast kernel that rounds), no float round trip
+    values = torch.from_numpy(np.ascontiguousarray(frames_thwc)).permute(0, 3, 1, 2)  # T,3,H,W
+    resized = F.interpolate(values, size=size, mode="bilinear", antialias=True)  # T,3,h,w
+    return np.ascontiguousarray(resized.permute(0, 2, 3, 1).numpy())  # T,h,w,3
+
+
+def centre_crop(frames_thwc: np.ndarray, size: int) -> np.ndarray:
+    """The central (T, size, size, 3) window of (T, H, W, 3) frames (H, W >= size)."""
+    _, height, width, _ = frames_thwc.shape
+    top, left = (height - size) // 2, (width - size) // 2
+    return frames_thwc[:, top : top + size, left : left + size]
+
+
+def clip_frames(
+    frames_thwc: np.ndarray, size: int = 112, short_side: int = CLIP_SHORT_SIDE
+) -> np.ndarray:
+    """A clip's frames as the network sees them at test time: shorter side, then centre crop.
+
+    Args:
+        frames_thwc: (T, H, W, 3) uint8 RGB frames of one clip, at any resolution.
+        size: side of the square crop (the network's input H = W).
+        short_side: the shorter side the frames are resized to first.
+
+    Returns:
+        (T, size, size, 3) uint8 RGB; feed it to `models.csn.normalize_clip`.
+    """
+    return np.ascontiguousarray(centre_crop(resize_short_side(frames_thwc, short_side), size))
+
+
+def random_crop_flip(
+    frames_thwc: np.ndarray, size: int, flip_prob: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Training augmentation: one random (size, size) window for the clip, mirrored sometimes."""
+    _, height, width, _ = frames_thwc.shape
+    top = int(rng.integers(0, height - size + 1))
+    left = int(rng.integers(0, width - size + 1))
+    crop = frames_thwc[:, top : top + size, left : left + size]
+    if rng.random() < flip_prob:
+        crop = crop[:, :, ::-1]
+    return np.ascontiguousarray(crop)

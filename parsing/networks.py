@@ -41,6 +41,8 @@ class Network:
         input_shape: per-sample input shape the weights were trained at, e.g. (3, 256, 320).
         classes: class names, or {head: names} for a multi-head network.
         engine: the engine behind `run`; closing it ends the network.
+        metadata: the checkpoint's metadata (strings; JSON where structured), e.g. how the
+            training cut its inputs.
     """
 
     arch: str
@@ -49,6 +51,7 @@ class Network:
     input_shape: tuple[int, ...]
     classes: list[str] | dict[str, list[str]]
     engine: Engine
+    metadata: dict[str, str]
 
     @property
     def input_hw(self) -> tuple[int, int]:
@@ -79,9 +82,7 @@ def load_network(settings: NetworkSettings, cache_dir: Path = DEFAULT_CACHE_DIR)
     input_shape = tuple(json.loads(metadata.get("input_shape", "null")) or model.input_shape)
     model.eval()
     if settings.engine == "torch":
-        engine = create_engine(
-            "torch", model, device=settings.device, precision=settings.precision
-        )
+        engine = create_engine("torch", model, device=settings.device, precision=settings.precision)
     else:
         onnx_path = _onnx_file(model, settings.weights, input_shape, cache_dir)
         options = (
@@ -98,4 +99,5 @@ def load_network(settings: NetworkSettings, cache_dir: Path = DEFAULT_CACHE_DIR)
         input_shape=input_shape,
         classes=json.loads(metadata["classes"]),
         engine=engine,
+        metadata=metadata,
     )

@@ -73,7 +73,9 @@ class ClipSettings(Section):
     clip_len: int | None = Field(
         None, ge=1, description="frames per clip (default: the network's input length)"
     )
-    frame_stride: int = Field(1, ge=1, description="take every n-th frame into a clip")
+    frame_stride: int | None = Field(
+        None, ge=1, description="take every n-th frame into a clip (default: as trained)"
+    )
     hop: int = Field(16, ge=1, description="frames between two clip decisions")
     average_clips: int = Field(7, ge=1, description="decisions averaged, causally (report: 7)")
     part_labels: bool = Field(

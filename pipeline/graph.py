@@ -71,7 +71,7 @@ def parser_chain(parser: ParserSettings, final_clips: int) -> list[str]:
         f"tpsparts {_network(parts)} paint={_bool(parts.paint)}"
         f" paint-min-score={parts.paint_min_score} score-threshold={parts.score_threshold}",
         f"tpsclip weights={quote(weights)} engine={clip.networks[0].engine}"
-        f" head-weights={quote(head_weights)} hop={clip.hop} frame-stride={clip.frame_stride}"
+        f" head-weights={quote(head_weights)} hop={clip.hop} frame-stride={clip.frame_stride or 0}"
         f" average-clips={clip.average_clips} final-clips={final_clips}"
         + (f" prior={quote(str(clip.prior))}" if not clip.part_labels and clip.prior else ""),
     ]

@@ -198,8 +198,12 @@ class Runner:
         offline = config.mode == "offline"
         endpoint = config.publish.endpoint
         wait_s = config.publish.wait_for_subscriber_s if offline else 0.0
+        curve = config.publish.curve
         sink = open_sink(
-            endpoint, hwm=0 if offline else config.publish.hwm, wait_for_subscriber_s=wait_s or None
+            endpoint,
+            hwm=0 if offline else config.publish.hwm,
+            wait_for_subscriber_s=wait_s or None,
+            **(curve.publisher_options() if curve is not None else {}),
         )
         sink.listeners.append(self._listen)
         try:

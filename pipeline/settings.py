@@ -17,13 +17,14 @@ validating, so a bad URI is reported with its key path (``sources.1.uri``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from parsing.settings import ParserSettings, Section
 from pipeline.metrics import MetricsSettings
 from pipeline.sources import SourceError, parse_source
+from plugins.publisher import CurveKeys, load_public_key
 
 Mode = Literal["live", "offline"]
 
@@ -81,6 +82,36 @@ class BatchingSettings(Section):
     )
 
 
+class CurveSettings(Section):
+    """CurveZMQ on the event stream: encryption and which clients may connect (docs/security.md)."""
+
+    secret_key: Path = Field(
+        description="this end's secret certificate (NAME.key_secret from run.py keys): the "
+        "server's when binding, the worker's own when connecting to a CURVE broker"
+    )
+    allow: Path | None = Field(
+        None,
+        description="binding: folder of the public certificates (*.key) of admitted subscribers; "
+        "null admits any CURVE client (encryption without authentication)",
+    )
+    server_key: Path | None = Field(
+        None, description="connecting (>tcp://): the broker's public certificate (NAME.key)"
+    )
+
+    def publisher_options(self) -> dict[str, Any]:
+        """`EventPublisher` keyword arguments, with the keys read from their files.
+
+        Raises:
+            PublisherError: a certificate is missing, unreadable or of the wrong kind.
+        """
+        server_key = None if self.server_key is None else load_public_key(self.server_key)
+        return {
+            "curve": CurveKeys.from_certificate(self.secret_key),
+            "curve_allow": self.allow,
+            "curve_server_key": server_key,
+        }
+
+
 class PublishSettings(Section):
     """The ZeroMQ event stream."""
 
@@ -90,6 +121,9 @@ class PublishSettings(Section):
     hwm: int = Field(10000, ge=0, description="messages queued per subscriber (0: unlimited)")
     wait_for_subscriber_s: float = Field(
         2.0, ge=0, description="offline mode: wait this long for a subscriber before starting"
+    )
+    curve: CurveSettings | None = Field(
+        None, description="CurveZMQ keys; null publishes in clear text (loopback only is safe)"
     )
 
 

@@ -135,7 +135,8 @@ class ClipStage:
         return ClipWindow(
             ensemble.clip_len,
             ensemble.crop_size,
-            frame_stride=self.frame_stride,
+            short_side=ensemble.short_side,
+            frame_stride=self.frame_stride or ensemble.frame_stride,
             hop=self.hop,
             average_clips=self.average_clips,
             keep_all=keep_all,
@@ -249,7 +250,9 @@ CLIP_ELEMENT = ElementSpec(
             'JSON list, one {head: weight} per network, e.g. [{"video": 7}]',
         ),
         Prop("hop", int, 16, "Frames between two clip decisions", minimum=1),
-        Prop("frame-stride", int, 1, "Take every n-th frame into a clip", minimum=1),
+        Prop(
+            "frame-stride", int, 0, "Take every n-th frame (0: as the CSN was trained)", minimum=0
+        ),
         Prop("average-clips", int, 7, "Decisions averaged causally", minimum=1),
         Prop(
             "final-clips", int, 7, "Clips of the whole-stream decision at EOS (0: none)", minimum=0

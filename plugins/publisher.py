@@ -28,10 +28,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
 
 from parsing.events import Event, EventError, decode, topic
 from parsing.results import FINAL_STATES
@@ -109,6 +112,38 @@ class CurveKeys:
         public, secret = zmq.curve_keypair()
         return cls(public, secret)
 
+    @classmethod
+    def from_certificate(cls, path: Path) -> CurveKeys:
+        """The key pair in a secret certificate (``NAME.key_secret`` of ``run.py keys``).
+
+        Raises:
+            PublisherError: the file is missing or unreadable, or holds no secret key.
+        """
+        public, secret = _load_certificate(path)
+        if secret is None:
+            raise PublisherError(
+                f"CURVE certificate {path}: expected a secret certificate (NAME.key_secret), "
+                "got a public one"
+            )
+        return cls(public, secret)
+
+
+def _load_certificate(path: Path) -> tuple[bytes, bytes | None]:
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as error:
+        raise PublisherError(f"CURVE certificate {path}: cannot load ({error})") from error
+    return public, secret
+
+
+def load_public_key(path: Path) -> bytes:
+    """The Z85 public key of a certificate, public (``NAME.key``) or secret.
+
+    Raises:
+        PublisherError: the file is missing or unreadable.
+    """
+    return _load_certificate(path)[0]
+
 
 def _require_curve() -> None:
     if not zmq.has("curve"):
@@ -141,11 +176,17 @@ class EventPublisher:
         linger_ms: how long close() keeps delivering queued messages.
         wait_for_subscriber_s: when set, the constructor waits up to this long for a subscription
             (offline mode: the first events must not be lost to a slow joiner).
-        curve: the server's CurveZMQ key pair to encrypt the stream; subscribers need its
-            public key.
+        curve: this end's CurveZMQ key pair. Binding, it is the server's pair: the stream is
+            encrypted and subscribers need its public key. Connecting (to a CURVE broker), it
+            is the client's pair and `curve_server_key` is required.
+        curve_allow: binding with `curve`: a folder of client certificates (``*.key``); a ZAP
+            authenticator admits only those clients. None admits any CURVE client (encryption
+            without authentication).
+        curve_server_key: connecting with `curve`: the Z85 public key of the server (broker).
 
     Raises:
-        PublisherError: malformed endpoint, address in use, CURVE unavailable.
+        PublisherError: malformed endpoint, address in use, CURVE unavailable, CURVE options
+            that do not fit the endpoint.
     """
 
     def __init__(
@@ -156,10 +197,13 @@ class EventPublisher:
         linger_ms: int = DEFAULT_LINGER_MS,
         wait_for_subscriber_s: float | None = None,
         curve: CurveKeys | None = None,
+        curve_allow: Path | None = None,
+        curve_server_key: bytes | None = None,
     ) -> None:
         parsed = parse_endpoint(endpoint, bind_by_default=True)
         if curve is not None:
             _require_curve()
+        _check_curve_options(parsed, curve, curve_allow, curve_server_key)
         self._lock = threading.Lock()
         self._published = 0
         self._send_errors = 0
@@ -169,13 +213,21 @@ class EventPublisher:
         self._socket.setsockopt(zmq.SNDHWM, hwm)
         self._socket.setsockopt(zmq.LINGER, linger_ms)
         self._socket.setsockopt(zmq.XPUB_NODROP, 1)
-        if curve is not None:
+        self._auth: ThreadAuthenticator | None = None
+        if curve is not None and curve_server_key is not None:
+            _set_curve_client(self._socket, curve, curve_server_key)
+        elif curve is not None:
+            if curve_allow is not None:
+                self._auth = ThreadAuthenticator(self._context, log=log)
+                self._auth.start()
+                self._auth.configure_curve(domain="*", location=str(curve_allow))
             self._socket.setsockopt(zmq.CURVE_SERVER, 1)
             self._socket.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
         try:
             self._endpoint = _open(self._socket, parsed)
         except PublisherError:
             self._socket.close(linger=0)
+            self._stop_auth()
             self._context.term()
             raise
         log.info("publishing events on %s (hwm %d)", parsed, hwm)
@@ -254,6 +306,7 @@ class EventPublisher:
             if self._socket.closed:
                 return
             self._socket.close()
+            self._stop_auth()
             self._context.term()
         log.info(
             "closed %s: %d published, %d refused",
@@ -261,6 +314,11 @@ class EventPublisher:
             self._published,
             self._send_errors,
         )
+
+    def _stop_auth(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
 
     def __enter__(self) -> Self:
         return self
@@ -274,6 +332,44 @@ class EventPublisher:
         self.close()
 
 
+def _check_curve_options(
+    endpoint: Endpoint,
+    curve: CurveKeys | None,
+    allow: Path | None,
+    server_key: bytes | None,
+) -> None:
+    """Reject CURVE options that do not fit a publisher binding or connecting `endpoint`."""
+    if curve is None and (allow is not None or server_key is not None):
+        raise PublisherError(f"endpoint {endpoint}: CURVE options need the publisher's key pair")
+    if curve is None:
+        return
+    if endpoint.bind and server_key is not None:
+        raise PublisherError(
+            f"endpoint {endpoint}: a server key is for connecting to a CURVE broker, not binding"
+        )
+    if not endpoint.bind and server_key is None:
+        raise PublisherError(
+            f"endpoint {endpoint}: connecting with CURVE needs the server's public key"
+        )
+    if not endpoint.bind and allow is not None:
+        raise PublisherError(
+            f"endpoint {endpoint}: allowed client keys apply when binding, not connecting"
+        )
+    if allow is not None and not allow.is_dir():
+        raise PublisherError(f"CURVE allowed keys {allow}: expected a folder of *.key files")
+
+
+def _set_curve_client(socket: zmq.Socket, keys: CurveKeys, server_key: bytes) -> None:
+    """Make `socket` a CURVE client of the server whose public key is `server_key`."""
+    if len(server_key) != CURVE_KEY_CHARS:
+        raise PublisherError(
+            f"CURVE server key: expected {CURVE_KEY_CHARS} Z85 characters, got {len(server_key)}"
+        )
+    socket.setsockopt(zmq.CURVE_SERVERKEY, server_key)
+    socket.setsockopt(zmq.CURVE_PUBLICKEY, keys.public)
+    socket.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)
+
+
 class EventSubscriber:
     """Receives and decodes events from an `EventPublisher`.
 
@@ -284,9 +380,12 @@ class EventSubscriber:
             ``tps/cam0`` would also match ``tps/cam01``).
         hwm: messages queued before the subscriber drops more; 0 means no limit.
         curve_server_key: the publisher's Z85 public key when the stream is encrypted.
+        curve_keys: this subscriber's key pair (the publisher admits it when its public key is
+            in the allowed folder); None makes a throw-away pair, enough when any client is
+            admitted.
 
     Raises:
-        PublisherError: malformed endpoint, address in use, CURVE unavailable.
+        PublisherError: malformed endpoint, address in use, CURVE unavailable, a malformed key.
     """
 
     def __init__(
@@ -296,24 +395,25 @@ class EventSubscriber:
         topics: tuple[str, ...] = ("tps/",),
         hwm: int = DEFAULT_HWM,
         curve_server_key: bytes | None = None,
+        curve_keys: CurveKeys | None = None,
     ) -> None:
         parsed = parse_endpoint(endpoint, bind_by_default=False)
+        if curve_keys is not None and curve_server_key is None:
+            raise PublisherError(f"endpoint {endpoint}: a CURVE key pair needs the server key")
         if curve_server_key is not None:
             _require_curve()
-            if len(curve_server_key) != CURVE_KEY_CHARS:
-                raise PublisherError(
-                    f"CURVE server key: expected {CURVE_KEY_CHARS} Z85 characters, "
-                    f"got {len(curve_server_key)}"
-                )
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.RCVHWM, hwm)
         self._socket.setsockopt(zmq.LINGER, 0)
         if curve_server_key is not None:
-            client = CurveKeys.generate()
-            self._socket.setsockopt(zmq.CURVE_SERVERKEY, curve_server_key)
-            self._socket.setsockopt(zmq.CURVE_PUBLICKEY, client.public)
-            self._socket.setsockopt(zmq.CURVE_SECRETKEY, client.secret)
+            try:
+                _set_curve_client(
+                    self._socket, curve_keys or CurveKeys.generate(), curve_server_key
+                )
+            except PublisherError:
+                self.close()
+                raise
         for prefix in topics:
             self._socket.setsockopt(zmq.SUBSCRIBE, prefix.encode())
         try:

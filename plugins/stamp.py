@@ -66,8 +66,9 @@ STAMP = ElementSpec(
     stage_factory=StampStage.from_properties,
     properties=(
         Prop("stream", str, None, "Name of the stream (e.g. cam0)", required=True),
-        Prop("first-index", int, 0, "Index of the first frame (continues after a restart)",
-             minimum=0),  # fmt: skip
+        Prop(
+            "first-index", int, 0, "Index of the first frame (continues after a restart)", minimum=0
+        ),  # fmt: skip
     ),
     announces_stream=True,
 )

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 import models
 from models.csn import normalize_clip, sample_clip_indices
+from parsing.inputs import centre_crop, random_crop_flip, resize_short_side
 from tps.formats import GroundTruth
 from tps.labels import part_labels
 from tps.vocabulary import PART_TYPES
@@ -109,64 +110,6 @@ class CsnConfig(TrainConfigBase):
     def input_shape(self) -> tuple[int, int, int, int]:
         """Per-sample network input C,T,H,W."""
         return (3, self.clip_len, self.crop_size, self.crop_size)
-
-
-# ---------------------------------------------------------------- clip geometry (shared)
-
-
-def resize_short_side(frames_thwc: np.ndarray, short_side: int) -> np.ndarray:
-    """Resize frames so their shorter side is `short_side`, keeping the aspect ratio.
-
-    Args:
-        frames_thwc: (T, H, W, 3) uint8 RGB frames.
-        short_side: target length of the shorter side in pixels.
-
-    Returns:
-        (T, h, w, 3) uint8 RGB with min(h, w) == short_side (bilinear, antialiased).
-    """
-    _, height, width, _ = frames_thwc.shape
-    ratio = short_side / min(height, width)
-    size = (max(short_side, round(height * ratio)), max(short_side, round(width * ratio)))
-    if size == (height, width):
-        return np.ascontiguousarray(frames_thwc)
-    # torch resizes uint8 directly (a fast kernel that rounds), no float round trip
-    values = torch.from_numpy(np.ascontiguousarray(frames_thwc)).permute(0, 3, 1, 2)  # T,3,H,W
-    resized = F.interpolate(values, size=size, mode="bilinear", antialias=True)  # T,3,h,w
-    return np.ascontiguousarray(resized.permute(0, 2, 3, 1).numpy())  # T,h,w,3
-
-
-def centre_crop(frames_thwc: np.ndarray, size: int) -> np.ndarray:
-    """The central (T, size, size, 3) window of (T, H, W, 3) frames (H, W >= size)."""
-    _, height, width, _ = frames_thwc.shape
-    top, left = (height - size) // 2, (width - size) // 2
-    return frames_thwc[:, top : top + size, left : left + size]
-
-
-def clip_frames(frames_thwc: np.ndarray, size: int = 112, short_side: int = 128) -> np.ndarray:
-    """A clip's frames as the network sees them at test time: shorter side, then centre crop.
-
-    Args:
-        frames_thwc: (T, H, W, 3) uint8 RGB frames of one clip, at any resolution.
-        size: side of the square crop (the network's input H = W).
-        short_side: the shorter side the frames are resized to first.
-
-    Returns:
-        (T, size, size, 3) uint8 RGB; feed it to `models.csn.normalize_clip`.
-    """
-    return np.ascontiguousarray(centre_crop(resize_short_side(frames_thwc, short_side), size))
-
-
-def random_crop_flip(
-    frames_thwc: np.ndarray, size: int, flip_prob: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Training augmentation: one random (size, size) window for the clip, mirrored sometimes."""
-    _, height, width, _ = frames_thwc.shape
-    top = int(rng.integers(0, height - size + 1))
-    left = int(rng.integers(0, width - size + 1))
-    crop = frames_thwc[:, top : top + size, left : left + size]
-    if rng.random() < flip_prob:
-        crop = crop[:, :, ::-1]
-    return np.ascontiguousarray(crop)
 
 
 # ---------------------------------------------------------------- labels and data

@@ -16,6 +16,7 @@ from pipeline.commands import (
     bench,
     broker,
     eval,
+    keys,
     models,
     predict,
     record,
@@ -36,6 +37,7 @@ from tps.synth import SynthError
 
 COMMANDS = (
     run, predict, subscribe, record, eval, baseline, synth, train, ap, ship, models, broker, bench,
+    keys,
 )  # fmt: skip
 
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -44,6 +46,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     EngineError,
     EventError,
     FormatError,
+    keys.KeysError,
     MetricsError,
     ModelError,
     PublisherError,

@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from pipeline.commands.subscribe import add_connection_arguments, curve_server_key
+from pipeline.commands.subscribe import add_connection_arguments, curve_options
 from pipeline.recorder import STATE_SOURCES, Recorder
 from plugins.publisher import EventSubscriber
 from tps.formats import write_pred
@@ -47,9 +47,7 @@ def run(args: argparse.Namespace) -> int:
     """Record until every stream ended (or timeout, Ctrl-C), then write; 1 when nothing to write."""
     recorder = Recorder(args.states)
     received = 0
-    with EventSubscriber(
-        args.endpoint, hwm=UNLIMITED_QUEUE, curve_server_key=curve_server_key(args)
-    ) as subscriber:
+    with EventSubscriber(args.endpoint, hwm=UNLIMITED_QUEUE, **curve_options(args)) as subscriber:
         try:
             for _topic, event in subscriber.events(idle_timeout_s=args.timeout, until_final=True):
                 recorder.add(event)

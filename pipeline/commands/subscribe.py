@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+from typing import Any
 
-from plugins.publisher import EventSubscriber
+from plugins.publisher import CurveKeys, EventSubscriber, load_public_key
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
-    """ENDPOINT, --timeout and --curve-server-key, shared by every command that subscribes."""
+    """ENDPOINT, --timeout and the CURVE key files, shared by every command that subscribes."""
     parser.add_argument(
         "endpoint",
         metavar="ENDPOINT",
@@ -29,15 +31,32 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--curve-server-key",
+        type=Path,
         default=None,
-        metavar="Z85",
-        help="the publisher's CurveZMQ public key, when the stream is encrypted",
+        metavar="FILE",
+        help="the publisher's public certificate (NAME.key from run.py keys), when the stream "
+        "is encrypted",
+    )
+    parser.add_argument(
+        "--curve-key",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="this subscriber's secret certificate (NAME.key_secret), when the publisher admits "
+        "only known keys",
     )
 
 
-def curve_server_key(args: argparse.Namespace) -> bytes | None:
-    """The ``--curve-server-key`` argument as bytes, or None."""
-    return None if args.curve_server_key is None else args.curve_server_key.encode()
+def curve_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`EventSubscriber` keyword arguments from the CURVE key files (read now).
+
+    Raises:
+        PublisherError: a certificate is missing or of the wrong kind, or a client key without
+            the server's.
+    """
+    server_key = None if args.curve_server_key is None else load_public_key(args.curve_server_key)
+    keys = None if args.curve_key is None else CurveKeys.from_certificate(args.curve_key)
+    return {"curve_server_key": server_key, "curve_keys": keys}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,9 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print events until a stop condition; returns 0."""
     topics = tuple(args.topic) if args.topic else ("tps/",)
-    with EventSubscriber(
-        args.endpoint, topics=topics, curve_server_key=curve_server_key(args)
-    ) as subscriber:
+    with EventSubscriber(args.endpoint, topics=topics, **curve_options(args)) as subscriber:
         for topic_name, event in subscriber.events(
             idle_timeout_s=args.timeout, limit=args.count, until_final=args.until_eos
         ):

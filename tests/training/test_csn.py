@@ -11,6 +11,7 @@ import torch
 import yaml
 
 import models
+from parsing.inputs import centre_crop, clip_frames, random_crop_flip, resize_short_side
 from tests.training.test_pose import REPO, make_tiny_split
 from tps.formats import GroundTruth, GtHuman, GtPart, read_gt
 from training.common import fit, seed_everything
@@ -23,13 +24,9 @@ from training.csn import (
     PerHeadNetworks,
     build_network,
     build_vocabulary,
-    centre_crop,
-    clip_frames,
     clip_loss,
     encode_labels,
     evaluate_clips,
-    random_crop_flip,
-    resize_short_side,
     saved_networks,
     train_csn,
     video_labels,
