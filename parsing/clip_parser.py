@@ -72,6 +72,8 @@ class ClipEnsemble:
         """Frames are resized to this shorter side before the crop, as in training."""
         self.frame_stride = int(trained.get("frame_interval", 1))
         """The frame step the networks were trained with (the default window stride)."""
+        self.clips = str(trained.get("clips", "frame"))
+        """What the networks were trained on: whole frames, or person-centred crops."""
 
     def __call__(self, clips_nthwc: np.ndarray) -> list[Decision]:
         """(N, T, S, S, 3) uint8 clips -> one averaged `Decision` per clip."""

@@ -163,3 +163,25 @@ def random_crop_flip(
     if rng.random() < flip_prob:
         crop = crop[:, :, ::-1]
     return np.ascontiguousarray(crop)
+
+
+PERSON_CLIP_PADDING = 1.2
+"""A person clip sees a square around the person box, this much larger than its longer side."""
+
+
+def person_clip_boxes(person_boxes_xyxy: np.ndarray) -> np.ndarray:
+    """(N, 4) person boxes -> (N, 4) squares around their centres (person-centred clips)."""
+    boxes = np.asarray(person_boxes_xyxy, dtype=np.float32).reshape(-1, 4)
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]).max(axis=1, keepdims=True) * PERSON_CLIP_PADDING / 2
+    return np.concatenate((centre - half, centre + half), axis=1)
+
+
+def person_clip_crops(
+    frame_rgb: np.ndarray, person_boxes_xyxy: np.ndarray, size: int
+) -> np.ndarray:
+    """(N, size, size, 3) uint8 RGB person-centred crops of one frame for the CSN."""
+    crops = crop_and_resize(
+        frame_tensor(frame_rgb), person_clip_boxes(person_boxes_xyxy), (size, size)
+    )  # N,3,S,S
+    return crops.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()

@@ -1,13 +1,14 @@
 """Turning events into Kinetics-TPS predictions: the recorder behind `record` and the runner.
 
 Each stream becomes one video, named by its stream id. The video's action is the label of the last
-clip event received for the stream (the clip parser's running aggregate, or the whole-stream
-decision at its end). Only the annotated frames are kept (every `ANNOTATION_STRIDE`-th,
+stream-level clip event (``track_id`` null) received for the stream: the clip parser's running
+aggregate, or the whole-stream decision at its end; per-person clip events do not count. Only
+the annotated frames are kept (every `ANNOTATION_STRIDE`-th,
 ``img_00001.json``, ``img_00006.json``, ...), each person with one proposal per detected part.
 
 Part states: ``clip`` (default, the report's method) gives every part of a type the state of the
 last clip decision for that type, in every frame, so early frames get the decision made with the
-whole video; a person whose track has its own clip decisions gets those. ``frame`` keeps the state
+whole video (the report's video-level part labels). ``frame`` keeps the state
 each frame event carried when it was published (what a live viewer saw). Parts without any state
 are left out.
 """
@@ -37,7 +38,6 @@ class _Stream:
 
     label: str | None = None
     latest_states: dict[str, str] | None = None
-    track_states: dict[int, dict[str, str]] = field(default_factory=dict)
     frames: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     """Annotated frame index -> the frame event's humans."""
 
@@ -61,11 +61,10 @@ class Recorder:
             return
         stream = self._streams.setdefault(event["stream"], _Stream())
         if event["type"] == "clip":
-            stream.label = event["action"]["label"]
             states = {name: decision["state"] for name, decision in event["part_states"].items()}
-            stream.latest_states = states
-            if event["track_id"] is not None:
-                stream.track_states[event["track_id"]] = states
+            if event["track_id"] is None:  # the stream's decision, not one person's
+                stream.label = event["action"]["label"]
+                stream.latest_states = states
         elif event["frame_index"] % ANNOTATION_STRIDE == 0:
             stream.frames[event["frame_index"]] = event["humans"]
 
@@ -94,7 +93,7 @@ class Recorder:
 
     def _human(self, stream: _Stream, human: dict[str, Any]) -> PredHuman:
         """One frame event human as a scorer human: one proposal per part that has a state."""
-        clip_states = stream.track_states.get(human["track_id"], stream.latest_states)
+        clip_states = stream.latest_states
         parts = {}
         for name, part in human["parts"].items():
             if self._states == "clip" and clip_states is not None:

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from models.registry import ModelError
 from parsing.events import Event
 from parsing.results import StreamStatus
 from pipeline.graph import StreamGraph, build_stream
@@ -62,6 +63,14 @@ class StreamProgress:
             f"{self.people} people  action {self.action}"
         )
 
+
+ROLE_ARCHS: dict[str, tuple[str, ...]] = {
+    "person": ("yolof",),
+    "pose": ("hrnet",),
+    "parts": ("yolof",),
+    "clip": ("ir_csn", "ip_csn"),
+}
+"""The architecture families (registry name prefixes) each parser role runs."""
 
 LIVE_KINDS = ("rtsp", "v4l2")
 """Source kinds that reconnect: their end or failure is usually the network's or the camera's."""
@@ -177,10 +186,22 @@ class Runner:
             log.debug("stream %s: %s %s", stream, state, detail)
 
     def _preload(self, pool: NetworkPool) -> None:
-        """Load every network now, so a bad checkpoint fails the run before any stream starts."""
+        """Load every network now, so a bad checkpoint fails the run before any stream starts.
+
+        Raises:
+            ModelError: a checkpoint is unreadable, or its architecture does not fit its role
+                (a detector given as the pose network would fail only once a person is seen).
+        """
         parser = self.config.parser
-        for settings in (parser.person, parser.pose, parser.parts, *parser.clip.networks):
-            pool.get(settings)
+        roles = [("person", parser.person), ("pose", parser.pose), ("parts", parser.parts)]
+        roles += [("clip", network) for network in parser.clip.networks]
+        for role, settings in roles:
+            arch = pool.get(settings).arch
+            if not arch.startswith(ROLE_ARCHS[role]):
+                raise ModelError(
+                    f"parser.{role} weights {settings.weights}: expected a "
+                    f"{' or '.join(ROLE_ARCHS[role])} checkpoint, got architecture {arch!r}"
+                )
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> RunReport:

@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from parsing.clip_parser import ClipEnsemble, ClipParser, ClipWindow, average
-from parsing.crops import crop_and_resize
-from parsing.inputs import frame_tensor
+from parsing.clip_parser import ClipEnsemble, ClipParser, ClipWindow, Decision, average
+from parsing.inputs import person_clip_crops
 from parsing.results import ClipResult, FrameResult, HumanResult, PartResult
 from parsing.settings import ClipNetworkSettings
 from parsing.tracker import IouTracker
@@ -36,7 +34,6 @@ CLIP = "clip"
 """Side-table key: the `ClipResult`s decided at this frame (stream-wide and per track)."""
 FRAME = "frame"
 """Side-table key: the frame's final `FrameResult`, with part states."""
-TRACK_CROP_PADDING = 1.2
 
 
 def with_states(
@@ -58,14 +55,6 @@ def with_states(
             }
         results.append(HumanResult(human.box, human.score, human.keypoints, parts, track_id))
     return tuple(results)
-
-
-def square_boxes(boxes_xyxy: np.ndarray, padding: float) -> np.ndarray:
-    """(N, 4) boxes -> (N, 4) squares around their centres, side = padding x the longer side."""
-    boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    half = (boxes[:, 2:] - boxes[:, :2]).max(axis=1, keepdims=True) * padding / 2
-    return np.concatenate((centre - half, centre + half), axis=1)
 
 
 class ClipStage:
@@ -124,48 +113,54 @@ class ClipStage:
         ensemble = ClipEnsemble(networks, [s.head_weights for s in self.settings])
         prior = PriorTable.load(self.prior_path) if self.prior_path else None
         self.parser = ClipParser(ensemble, prior)
-        self.window = self._window(keep_all=self.final_clips > 0)
+        self.per_person = self.track or ensemble.clips == "person"
+        keep_all = self.final_clips > 0
+        self.window = None if self.per_person else self._window(keep_all=keep_all)
         self.latest: ClipResult | None = None
         self.tracker = IouTracker()
         self.track_windows: dict[int, ClipWindow] = {}
+        self.track_decisions: dict[int, Decision] = {}
         self.track_latest: dict[int, ClipResult] = {}
+        self.ended_windows: list[ClipWindow] = []
 
-    def _window(self, keep_all: bool = False) -> ClipWindow:
+    def _window(self, keep_all: bool = False, short_side: int | None = None) -> ClipWindow:
         ensemble = self.parser.ensemble
         return ClipWindow(
             ensemble.clip_len,
             ensemble.crop_size,
-            short_side=ensemble.short_side,
+            short_side=short_side or ensemble.short_side,
             frame_stride=self.frame_stride or ensemble.frame_stride,
             hop=self.hop,
             average_clips=self.average_clips,
             keep_all=keep_all,
         )
 
-    def _decide(self, window: ClipWindow, clip: np.ndarray, end: int, track_id: int | None):
-        decision = self.parser.ensemble(clip[None])[0]
-        result = self.parser.result(
-            window.add(decision), self.stream, window.window_start(), end, time.time_ns()
-        )
+    def _result(self, decision: Decision, start: int, end: int, track_id: int | None = None):
+        result = self.parser.result(decision, self.stream, start, end, time.time_ns())
         if track_id is None:
             return result
         return ClipResult(**{**_fields(result), "track_id": track_id})
+
+    def _decide(self, window: ClipWindow, clip: np.ndarray) -> Decision:
+        """Classify one clip; the window's causal running average of its decisions."""
+        return window.add(self.parser.ensemble(clip[None])[0])
 
     def process(self, frame: FrameContext) -> None:
         if frame.record is None or self.parser is None:
             return
         self.stream = frame.stream
         index = frame.record.frame_index
-        decided: list[ClipResult] = []
-        clip = self.window.push(index, frame.rgb)
-        if clip is not None:
-            self.latest = self._decide(self.window, clip, index, None)
-            decided.append(self.latest)
         humans: tuple[HumanResult, ...] = frame.record.results.get(HUMANS, ())
-        track_ids: list[int | None] = [None] * len(humans)
-        per_human = [self.latest] * len(humans)
-        if self.track:
+        decided: list[ClipResult] = []
+        if self.per_person:
             track_ids, per_human = self._tracks(frame, index, humans, decided)
+        else:
+            clip = self.window.push(index, frame.rgb)
+            if clip is not None:
+                decision = self._decide(self.window, clip)
+                self.latest = self._result(decision, self.window.window_start(), index)
+                decided.append(self.latest)
+            track_ids, per_human = [None] * len(humans), [self.latest] * len(humans)
         states = [
             with_states((human,), clip_result, (track_id,))[0]
             for human, clip_result, track_id in zip(humans, per_human, track_ids, strict=True)
@@ -189,44 +184,56 @@ class ClipStage:
         humans: Sequence[HumanResult],
         decided: list[ClipResult],
     ) -> tuple[list[int | None], list[ClipResult | None]]:
+        """Per-person clips: track, crop, classify; the stream's decision averages the tracks."""
         boxes = np.array([human.box for human in humans], dtype=np.float32).reshape(-1, 4)
         ids = self.tracker.update(boxes)
         live = {track.track_id for track in self.tracker.tracks}
         for gone in set(self.track_windows) - live:
-            del self.track_windows[gone]
+            window = self.track_windows.pop(gone)
+            if window.all_frames:
+                self.ended_windows.append(window)
+            self.track_decisions.pop(gone, None)
             self.track_latest.pop(gone, None)
-        if len(boxes):
-            size = self.parser.ensemble.crop_size
-            crops = crop_and_resize(
-                frame_tensor(frame.rgb), square_boxes(boxes, TRACK_CROP_PADDING), (size, size)
-            )
-            crops_nhwc = crops.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-            for track_id, crop in zip(ids, crops_nhwc, strict=True):
-                window = self.track_windows.setdefault(track_id, self._window())
-                clip = window.push(index, crop)
-                if clip is not None:
-                    self.track_latest[track_id] = self._decide(window, clip, index, track_id)
-                    decided.append(self.track_latest[track_id])
+        size = self.parser.ensemble.crop_size
+        crops = person_clip_crops(frame.rgb, boxes, size) if len(boxes) else []
+        for track_id, crop in zip(ids, crops, strict=True):
+            window = self.track_windows.get(track_id)
+            if window is None:
+                window = self._window(keep_all=self.final_clips > 0, short_side=size)
+                self.track_windows[track_id] = window
+            clip = window.push(index, crop)
+            if clip is not None:
+                decision = self._decide(window, clip)
+                self.track_decisions[track_id] = decision
+                self.track_latest[track_id] = self._result(
+                    decision, window.window_start(), index, track_id
+                )
+                decided.append(self.track_latest[track_id])
+        if decided:
+            start = min(result.start_frame for result in decided)
+            self.latest = self._result(average(list(self.track_decisions.values())), start, index)
+            decided.append(self.latest)
         return list(ids), [self.track_latest.get(track_id, self.latest) for track_id in ids]
 
     def finish(self) -> None:
         """End of stream: post the whole-stream decision from evenly spread clips."""
         if self.parser is None or self.final_clips <= 0:
             return
-        clips = self.window.finish(self.final_clips)
-        if clips is None:
-            return
-        decision = average(self.parser.ensemble(clips))
-        board.post(
-            self.stream,
-            self.parser.result(
-                decision,
-                self.stream,
-                self.window.first_index or 0,
-                self.window.last_index,
-                time.time_ns(),
-            ),
+        windows = (
+            [*self.ended_windows, *self.track_windows.values()]
+            if self.per_person
+            else [self.window]
         )
+        decisions = []
+        for window in windows:
+            clips = window.finish(self.final_clips)
+            if clips is not None:
+                decisions.append(average(self.parser.ensemble(clips)))
+        if not decisions:
+            return
+        first = min(window.first_index or 0 for window in windows if window.first_index is not None)
+        last = max(window.last_index for window in windows)
+        board.post(self.stream, self._result(average(decisions), first, last))
 
     def stop(self) -> None:
         self.parser = None
@@ -258,6 +265,11 @@ CLIP_ELEMENT = ElementSpec(
             "final-clips", int, 7, "Clips of the whole-stream decision at EOS (0: none)", minimum=0
         ),
         Prop("prior", str, "", "Prior table JSON: states from it instead of the part heads"),
-        Prop("track", bool, False, "Also classify per person (IoU tracks)"),
+        Prop(
+            "track",
+            bool,
+            False,
+            "Classify per person (IoU tracks; automatic for CSNs trained on person clips)",
+        ),  # fmt: skip
     ),
 )

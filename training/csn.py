@@ -38,7 +38,12 @@ from torch import Tensor, nn
 
 import models
 from models.csn import normalize_clip, sample_clip_indices
-from parsing.inputs import centre_crop, random_crop_flip, resize_short_side
+from parsing.inputs import (
+    centre_crop,
+    person_clip_crops,
+    random_crop_flip,
+    resize_short_side,
+)
 from tps.formats import GroundTruth
 from tps.labels import part_labels
 from tps.vocabulary import PART_TYPES
@@ -85,6 +90,11 @@ class CsnConfig(TrainConfigBase):
     frame_interval: int = Field(4, ge=1, description="frames between two frames of a clip")
     short_side: int = Field(128, ge=1, description="frames are resized to this shorter side")
     crop_size: int = Field(112, ge=1, description="square crop fed to the network")
+    clips: Literal["frame", "person"] = Field(
+        "frame",
+        description="frame: whole frames (the report's way); person: one clip per person, a"
+        " square around its box (the parser then classifies per track and averages)",
+    )
     cache_step: int = Field(
         2, ge=1, description="keep every n-th decoded frame in memory; divides frame_interval"
     )
@@ -171,12 +181,44 @@ def load_videos(
     names = [video for video in split.videos if video in labels][:max_videos]
     if not names:
         raise TrainError(f"{split.directory}: no labelled videos")
-    frames = []
-    for name in names:
+    targets = encode_labels(labels, names, vocabulary)
+    items, frames, owners = [], [], []
+    for index, name in enumerate(names):
         decoded = split.frames(name)[:: config.cache_step]
-        frames.append(resize_short_side(decoded, config.short_side))
-    log.info("decoded %d videos of %s for csn", len(names), split.directory)
-    return ClipVideos(names, frames, encode_labels(labels, names, vocabulary))
+        if config.clips == "frame":
+            items.append(name)
+            frames.append(resize_short_side(decoded, config.short_side))
+            owners.append(index)
+            continue
+        for track, crops in person_sequences(split, name, decoded, config):
+            items.append(f"{name}#{track}")
+            frames.append(crops)
+            owners.append(index)
+    log.info("decoded %d videos (%d clips sources) of %s", len(names), len(items), split.directory)
+    chosen = np.array(owners, dtype=np.int64)
+    return ClipVideos(items, frames, {head: values[chosen] for head, values in targets.items()})
+
+
+def person_sequences(
+    split: Split, video: str, decoded: np.ndarray, config: CsnConfig
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Per person of a video: (track, (T_c, S, S, 3) crops) of the kept frames.
+
+    A person missing from a kept frame keeps its last box; persons seen in fewer than half the
+    kept frames are left out.
+    """
+    persons = split.keypoints(video)[:: config.cache_step]
+    tracks = sorted({person.track for frame in persons for person in frame})
+    for track in tracks:
+        boxes = [next((p.box_xyxy for p in frame if p.track == track), None) for frame in persons]
+        if sum(box is not None for box in boxes) * 2 < len(boxes):
+            continue
+        last = next(box for box in boxes if box is not None)
+        crops = []
+        for frame, box in zip(decoded, boxes, strict=False):
+            last = last if box is None else box
+            crops.append(person_clip_crops(frame, last, config.crop_size)[0])
+        yield track, np.stack(crops)
 
 
 ClipBatch = tuple[Tensor, dict[str, Tensor]]
@@ -341,6 +383,7 @@ def train_csn(config: CsnConfig, resume: bool = False) -> dict[str, float]:
                     "frame_interval": config.frame_interval,
                     "short_side": config.short_side,
                     "mode": config.mode,
+                    "clips": config.clips,
                 },
                 "config": config.model_dump(mode="json"),
                 "data_seed": config.seed,
