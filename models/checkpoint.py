@@ -47,7 +47,9 @@ WRAPPER_KEYS = ("state_dict", "model")
 DATA_PARALLEL_PREFIX = "module."
 TOLERATED_MISSING_SUFFIX = ".num_batches_tracked"
 NAMES_SHOWN = 5
-UNSAFE_GLOBAL_REASON = "Unsupported global"
+UNSAFE_GLOBAL = re.compile(r"unsupported global", re.IGNORECASE)
+"""torch's words for a pickled global outside its allow-list ("Unsupported global: ...", or
+"Trying to load unsupported GLOBAL posix.system whose module posix is blocked")."""
 _WEIGHTS_ONLY_REASON = re.compile(r"WeightsUnpickler error:\s*(\S.*)")
 
 StateDict = dict[str, torch.Tensor]
@@ -235,7 +237,7 @@ def read_checkpoint(path: str | Path) -> tuple[StateDict, dict[str, str]]:
             content = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:
             reason = _unpickling_reason(error)
-            if reason.startswith(UNSAFE_GLOBAL_REASON):
+            if UNSAFE_GLOBAL.search(reason):
                 raise ModelError(
                     f"refusing to load checkpoint {path}: it holds objects other than tensors "
                     f"and plain containers, which could run code when unpickled ({reason})"

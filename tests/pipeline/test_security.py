@@ -48,13 +48,11 @@ def make_keys(folder: Path, name: str, capsys) -> tuple[Path, Path]:
 def keys(tmp_path: Path, capsys) -> dict[str, Path]:
     """Secret certificates of a server, an admitted reader and a stranger; ``allow`` the folder
     of admitted public certificates."""
-    found = {
-        "server": make_keys(tmp_path / "server", "server", capsys)[1],
-        "reader": make_keys(tmp_path / "allow", "reader", capsys)[1],
-        "stranger": make_keys(tmp_path / "strangers", "stranger", capsys)[1],
-    }
-    (found["reader"]).rename(tmp_path / "reader.key_secret")  # only public keys in the folder
-    return {**found, "reader": tmp_path / "reader.key_secret", "allow": tmp_path / "allow"}
+    server = make_keys(tmp_path / "server", "server", capsys)[1]
+    reader = make_keys(tmp_path / "allow", "reader", capsys)[1]
+    stranger = make_keys(tmp_path / "strangers", "stranger", capsys)[1]
+    moved = reader.rename(tmp_path / reader.name)  # only public certificates in the folder
+    return {"server": server, "reader": moved, "stranger": stranger, "allow": tmp_path / "allow"}
 
 
 def status(stream: str, sequencer: EventSequencer) -> tuple[str, bytes]:
