@@ -237,7 +237,7 @@ def read_checkpoint(path: str | Path) -> tuple[StateDict, dict[str, str]]:
             content = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:
             reason = _unpickling_reason(error)
-            if UNSAFE_GLOBAL.search(reason):
+            if UNSAFE_GLOBAL.search(str(error)):
                 raise ModelError(
                     f"refusing to load checkpoint {path}: it holds objects other than tensors "
                     f"and plain containers, which could run code when unpickled ({reason})"
