@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import RootModel
 
-from pipeline.config import load_config, validate
+from pipeline.config import apply_overrides, load_config, validate
 from training.common import TrainError
 from training.data import DataError
 from training.recipes import RECIPES
@@ -36,12 +36,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     parser.add_argument("--out", type=Path, help="output directory (replaces the config's out)")
     parser.add_argument("--data", type=Path, help="training split (replaces the config's data)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
+    )
     parser.set_defaults(handler=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
     recipe = RECIPES[args.kind]
-    raw = load_config(args.config, _RawConfig).root
+    raw = apply_overrides(load_config(args.config, _RawConfig).root, args.set, str(args.config))
     overrides = {key: str(getattr(args, key)) for key in ("out", "data") if getattr(args, key)}
     source = str(args.config)
     if overrides:
