@@ -8,14 +8,18 @@ into such a model or raises `ConfigError` whose message is a single line, e.g.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, RootModel, ValidationError
 
 from parsing.settings import Section
 
-__all__ = ["ConfigError", "Section", "load_config", "validate"]
+__all__ = ["ConfigError", "RawConfig", "Section", "apply_overrides", "load_config", "validate"]
+
+
+class RawConfig(RootModel[dict[str, Any]]):
+    """A YAML mapping read as it is, to be validated after command-line changes."""
 
 
 class ConfigError(Exception):

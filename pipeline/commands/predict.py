@@ -14,11 +14,13 @@ import argparse
 from pathlib import Path
 
 from pipeline.commands.run import DEFAULT_CONFIG, execute
-from pipeline.config import ConfigError, apply_overrides, load_config, validate
+from pipeline.config import ConfigError, RawConfig, apply_overrides, load_config, validate
 from pipeline.settings import PipelineConfig
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm")
 DEFAULT_CONCURRENT_STREAMS = 2
+NO_WAIT = {"wait_for_subscriber_s": 0}
+"""Offline prediction records in process: no subscriber to wait for."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,15 +54,15 @@ def videos_in(folder: Path) -> list[Path]:
 
 
 def handle(args: argparse.Namespace) -> int:
-    base = load_config(args.config, PipelineConfig)
-    data = apply_overrides(base.model_dump(mode="python"), args.set, str(args.config))
+    raw = load_config(args.config, RawConfig).root  # its own sources are replaced, not checked
+    data = apply_overrides(raw, args.set, str(args.config))
     videos = videos_in(args.videos)[: args.limit]
     data.update(
         mode="offline",
         sources=[{"id": video.stem, "uri": str(video)} for video in videos],
         output={"dir": args.out, "annotated_video": False, "predictions": True},
-        publish={**data["publish"], "endpoint": "tcp://127.0.0.1:*", "wait_for_subscriber_s": 0},
-        metrics={**data["metrics"], "enabled": False},
+        publish={**data.get("publish", {}), "endpoint": "tcp://127.0.0.1:*"} | NO_WAIT,
+        metrics={**data.get("metrics", {}), "enabled": False},
         ground_truth=args.gt,
         generate=None,
         concurrent_streams=args.streams,

@@ -10,21 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
-from pydantic import RootModel
-
-from pipeline.config import apply_overrides, load_config, validate
+from pipeline.config import RawConfig, apply_overrides, load_config, validate
 from training.common import TrainError
 from training.data import DataError
 from training.recipes import RECIPES
 
 TrainErrors = (TrainError, DataError)
 """The training subsystem's user-facing errors (bad data, failed resume, diverging loss)."""
-
-
-class _RawConfig(RootModel[dict[str, Any]]):
-    """A YAML mapping read as it is, validated against the recipe after the overrides."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     recipe = RECIPES[args.kind]
-    raw = apply_overrides(load_config(args.config, _RawConfig).root, args.set, str(args.config))
+    raw = apply_overrides(load_config(args.config, RawConfig).root, args.set, str(args.config))
     overrides = {key: str(getattr(args, key)) for key in ("out", "data") if getattr(args, key)}
     source = str(args.config)
     if overrides:
