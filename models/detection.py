@@ -120,6 +120,8 @@ def letterbox(
     Returns:
         The 3,H_in,W_in float32 input (padding is 0 after normalisation) and its `ImageMeta`.
     """
+    if isinstance(image_hwc, np.ndarray) and not image_hwc.flags.writeable:
+        image_hwc = image_hwc.copy()  # a read-only buffer view; torch wants writable memory
     image = torch.as_tensor(image_hwc)
     if image.ndim != 3 or image.shape[2] != RGB_CHANNELS or image.dtype != torch.uint8:
         raise DetectionError(

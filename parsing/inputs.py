@@ -22,8 +22,11 @@ PART_CROP_PADDING = 1.1
 
 
 def frame_tensor(frame_rgb: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> (3, H, W) float32 tensor, values 0..255 (no copy of the pixels)."""
-    return torch.from_numpy(np.ascontiguousarray(frame_rgb)).permute(2, 0, 1).float()
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 tensor, values 0..255."""
+    pixels = np.ascontiguousarray(frame_rgb)
+    if not pixels.flags.writeable:
+        pixels = pixels.copy()  # a read-only buffer view; torch wants writable memory
+    return torch.from_numpy(pixels).permute(2, 0, 1).float()
 
 
 def normalize_batch(crops_nchw: torch.Tensor, normalization: Normalization) -> np.ndarray:
