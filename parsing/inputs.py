@@ -127,7 +127,10 @@ def resize_short_side(frames_thwc: np.ndarray, short_side: int) -> np.ndarray:
     if size == (height, width):
         return np.ascontiguousarray(frames_thwc)
     # torch resizes uint8 directly (a fast kernel that rounds), no float round trip
-    values = torch.from_numpy(np.ascontiguousarray(frames_thwc)).permute(0, 3, 1, 2)  # T,3,H,W
+    pixels = np.ascontiguousarray(frames_thwc)
+    if not pixels.flags.writeable:
+        pixels = pixels.copy()  # a read-only buffer view; torch wants writable memory
+    values = torch.from_numpy(pixels).permute(0, 3, 1, 2)  # T,3,H,W
     resized = F.interpolate(values, size=size, mode="bilinear", antialias=True)  # T,3,h,w
     return np.ascontiguousarray(resized.permute(0, 2, 3, 1).numpy())  # T,h,w,3
 

@@ -236,11 +236,12 @@ def tiny_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_split(tmp_path_factory)
 
 
-def test_config_file_validates(tiny_split: Path) -> None:
-    data = yaml.safe_load((REPO / "configs/train/csn.yaml").read_text())
+@pytest.mark.parametrize("name", ["csn.yaml", "csn_ip.yaml"])
+def test_config_files_validate(tiny_split: Path, name: str) -> None:
+    data = yaml.safe_load((REPO / "configs/train" / name).read_text())
     config = CsnConfig.model_validate({**data, "data": tiny_split, "val_data": tiny_split})
-    assert config.input_shape == (3, 8, 112, 112) and config.mode == "shared"
-    assert config.arch in models.names()
+    assert config.input_shape == (3, 8, 64, 64) and config.mode == "shared"
+    assert config.clips == "person" and config.arch in models.names()
 
 
 def test_train_csn_writes_a_parser_ready_checkpoint(tiny_split: Path, tmp_path: Path) -> None:
