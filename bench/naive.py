@@ -130,7 +130,8 @@ class NaiveParser:
         window = ClipWindow(
             self.ensemble.clip_len,
             self.ensemble.crop_size,
-            frame_stride=clip.frame_stride,
+            short_side=self.ensemble.short_side,
+            frame_stride=clip.frame_stride or self.ensemble.frame_stride,
             hop=clip.hop,
             average_clips=clip.average_clips,
             keep_all=True,
