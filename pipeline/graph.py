@@ -25,8 +25,9 @@ from pipeline.sources import build_source, parse_source  # noqa: E402
 
 OFFLINE_QUEUE_FRAMES = 4
 """Offline mode decouples decoding from parsing with this many frames (lossless: it blocks)."""
-STAGE_QUEUE_FRAMES = 2
-"""A small queue between stages gives each its own thread, so stages of one stream overlap."""
+STAGE_QUEUE_FRAMES = {"offline": 2, "live": 1}
+"""A small queue between stages gives each its own thread, so stages of one stream overlap; live
+mode keeps it to one frame, since every frame waiting there adds to the latency."""
 PARSER_QUEUE = "parser_queue"
 
 
@@ -105,7 +106,9 @@ def build_stream(
     )
     pacing = ["identity sync=true"] if live and spec.kind in ("file", "synth") else []
     final_clips = 0 if live else config.parser.clip.average_clips
-    between = f"queue max-size-buffers={STAGE_QUEUE_FRAMES} max-size-bytes=0 max-size-time=0"
+    between = (
+        f"queue max-size-buffers={STAGE_QUEUE_FRAMES[config.mode]} max-size-bytes=0 max-size-time=0"
+    )
     stages = f" ! {between} ! ".join(parser_chain(config.parser, final_clips))
     chain = [*pacing, f"tpsstamp stream={stream} first-index={first_index}", queue, stages]
     video_path = None

@@ -68,7 +68,7 @@ class VideoSettings(Section):
 class LiveSettings(Section):
     """Live mode: how much may wait in front of the parser before old frames are dropped."""
 
-    queue_frames: int = Field(2, ge=1, description="frames queued before the parser (leaky)")
+    queue_frames: int = Field(1, ge=1, description="frames queued before the parser (leaky)")
 
 
 class BatchingSettings(Section):
