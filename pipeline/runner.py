@@ -175,8 +175,8 @@ class Runner:
     def _status(self, sink: EventSink, stream: str, state: str, detail: str = "") -> None:
         self.states[stream] = state
         self.progress[stream].state = state
-        if state == "playing":
-            self.progress[stream].started = time.monotonic()
+        if state == "playing" and self.progress[stream].frames == 0:
+            self.progress[stream].started = time.monotonic()  # the rate counts from the first play
         self.metrics.source_state(stream, state)
         sink.send(StreamStatus(stream, state, detail, time.time_ns()))
         if state == "error":
