@@ -117,7 +117,8 @@ class Runner:
         self.states = dict.fromkeys(self.streams, "starting")
         self.failed: list[str] = []
         self.recorder = Recorder()
-        self.graphs: list[StreamGraph] = []
+        self.video_paths: dict[str, Path] = {}
+        """The annotated video of each stream (its latest, after restarts)."""
         self.frames_in = dict.fromkeys(self.streams, 0)
         """Frames stamped per stream, so a restarted stream numbers on."""
         self.metrics_url: str | None = None
@@ -244,7 +245,7 @@ class Runner:
             self.states,
             self.progress,
             prediction,
-            {g.stream: g.video_path for g in self.graphs if g.video_path is not None},
+            dict(self.video_paths),
             self.metrics,
             self.failed,
         )
@@ -267,7 +268,8 @@ class Runner:
         if queue is not None and self.config.mode == "live":
             queue.connect("overrun", lambda _queue, s=stream: self.metrics.frame_dropped(s))
         slot.graph = graph
-        self.graphs.append(graph)
+        if graph.video_path is not None:
+            self.video_paths[stream] = graph.video_path
         if graph.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
             self._fail(sink, slot, self._first_error(graph) or "cannot start")
             return False
