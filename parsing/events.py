@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import numpy as np
 
 from parsing.results import (
     ClipResult,
@@ -78,32 +79,33 @@ def parse_topic(text: str) -> tuple[str, str]:
     return parts[1], parts[2]
 
 
-def _box(box: tuple[float, ...]) -> list[float]:
-    return [float(value) for value in box]
+# The builders below copy the results' plain values as they are (`parsing.results` promises
+# Python ints, floats and strings; `encode` still takes numpy scalars): a per-value float() walk
+# cost more than encoding the event.
 
 
 def _part_states(part_states: Mapping[str, PartState]) -> dict[str, dict[str, Any]]:
     return {
-        part_type: {"state": decision.state, "score": float(decision.score)}
+        part_type: {"state": decision.state, "score": decision.score}
         for part_type, decision in part_states.items()
     }
 
 
 def _part(part: PartResult) -> dict[str, Any]:
     return {
-        "box": _box(part.box),
-        "score": float(part.score),
+        "box": list(part.box),
+        "score": part.score,
         "state": part.state,
-        "state_score": None if part.state_score is None else float(part.state_score),
+        "state_score": part.state_score,
     }
 
 
 def _human(human: HumanResult) -> dict[str, Any]:
     return {
-        "track_id": None if human.track_id is None else int(human.track_id),
-        "box": _box(human.box),
-        "score": float(human.score),
-        "keypoints": [[float(x), float(y), float(score)] for x, y, score in human.keypoints],
+        "track_id": human.track_id,
+        "box": list(human.box),
+        "score": human.score,
+        "keypoints": list(map(list, human.keypoints)),
         "parts": {name: _part(part) for name, part in human.parts.items()},
     }
 
@@ -111,9 +113,9 @@ def _human(human: HumanResult) -> dict[str, Any]:
 def _clip_decision(clip: ClipResult) -> dict[str, Any]:
     """The fields a clip event and a frame's ``latest_clip`` share."""
     return {
-        "start_frame": int(clip.start_frame),
-        "end_frame": int(clip.end_frame),
-        "track_id": None if clip.track_id is None else int(clip.track_id),
+        "start_frame": clip.start_frame,
+        "end_frame": clip.end_frame,
+        "track_id": clip.track_id,
         "part_states": _part_states(clip.part_states),
     }
 
@@ -123,19 +125,17 @@ def frame_event(result: FrameResult, seq: int) -> Event:
     latest = None
     if result.latest_clip is not None:
         clip = result.latest_clip
-        latest = _clip_decision(clip) | {
-            "action": {"label": clip.label, "score": float(clip.score)}
-        }
+        latest = _clip_decision(clip) | {"action": {"label": clip.label, "score": clip.score}}
     return {
         "v": EVENT_VERSION,
         "type": "frame",
         "stream": result.stream,
         "seq": seq,
-        "frame_index": int(result.frame_index),
-        "pts_ns": None if result.pts_ns is None else int(result.pts_ns),
-        "wall_ns": int(result.wall_ns),
-        "width": int(result.width),
-        "height": int(result.height),
+        "frame_index": result.frame_index,
+        "pts_ns": result.pts_ns,
+        "wall_ns": result.wall_ns,
+        "width": result.width,
+        "height": result.height,
         "humans": [_human(human) for human in result.humans],
         "latest_clip": latest,
     }
@@ -148,11 +148,11 @@ def clip_event(result: ClipResult, seq: int) -> Event:
         "type": "clip",
         "stream": result.stream,
         "seq": seq,
-        "wall_ns": int(result.wall_ns),
+        "wall_ns": result.wall_ns,
         "action": {
             "label": result.label,
-            "score": float(result.score),
-            "top5": [[label, float(score)] for label, score in result.top5],
+            "score": result.score,
+            "top5": list(map(list, result.top5)),
         },
     } | _clip_decision(result)
 
@@ -166,7 +166,7 @@ def status_event(status: StreamStatus, seq: int) -> Event:
         "seq": seq,
         "state": status.state,
         "detail": status.detail,
-        "wall_ns": int(status.wall_ns),
+        "wall_ns": status.wall_ns,
     }
 
 
@@ -205,9 +205,19 @@ class EventSequencer:
         return event_topic, builder(result, seq)
 
 
+def _plain(value: Any) -> Any:
+    """msgpack's fallback for a type it cannot pack: numpy scalars become Python numbers."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot encode {type(value).__name__} in an event")
+
+
 def encode(event: Mapping[str, Any]) -> bytes:
-    """msgpack bytes of an event (strings as str, binary as bin; floats as float64)."""
-    return msgpack.packb(event, use_bin_type=True)
+    """msgpack bytes of an event (strings as str, binary as bin; floats as float64).
+
+    Plain values are packed by msgpack's C code; a stray numpy scalar takes the `_plain` detour.
+    """
+    return msgpack.packb(event, use_bin_type=True, default=_plain)
 
 
 def decode(payload: bytes) -> Event:
