@@ -91,12 +91,14 @@ def pipeline_config(
     uris: Sequence[str],
     mode: str = "offline",
     video: dict[str, Any] | None = None,
+    live: dict[str, Any] | None = None,
 ) -> PipelineConfig:
     """The benchmark's pipeline: `uris` as streams s0.., fixed-work parser, no outputs on disk."""
     data = {
         "mode": mode,
         "sources": [{"id": f"s{index}", "uri": uri} for index, uri in enumerate(uris)],
         "video": video or {},
+        "live": live or {},
         "parser": parser_data(weights),
         "publish": {"endpoint": ANY_PORT_ENDPOINT, "wait_for_subscriber_s": 0},
         "metrics": {"enabled": False},

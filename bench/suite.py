@@ -8,8 +8,8 @@ Sections (``--only`` picks some):
 - ``pipeline``: offline end-to-end throughput for 1, 2 and 4 streams, the glue overhead
   (end-to-end time over the stage-only time of the same frames, from the naive loop), and the
   naive baseline on 2 streams (`bench.pipeline`, `bench.naive`);
-- ``latency``: live mode at 25 fps per stream, 1 and 4 synthetic streams: end-to-end latency
-  p50/p99 and frames dropped;
+- ``latency``: live mode at 25 fps per stream, 1 and 4 synthetic streams, without the in-flight
+  gate and with it at 1 and 2 frames: end-to-end latency p50/p99 and frames dropped;
 - ``publish``: frame events per second, our publisher vs raw pyzmq (`bench.publish`).
 
 The machines are shared and noisy, so runs are repeated (``--quick``: once), interleaved, and
@@ -58,6 +58,8 @@ SECTIONS = ("models", "decode", "pipeline", "latency", "publish")
 STREAM_COUNTS = (1, 2, 4)
 NAIVE_STREAMS = 2
 LATENCY_STREAMS = (1, 4)
+LIVE_GATES = (0, 1, 2)
+"""``live.max_in_flight`` values compared (0: no gate, the leaky queue alone drops)."""
 LIVE_FPS = 25
 PIPELINE_SIZE = (320, 240)
 DECODE_SIZE = (640, 480)
@@ -186,24 +188,30 @@ def _latency(context: Context) -> dict[str, Any]:
     frames = round(plan.live_seconds * LIVE_FPS)
     probe = synthetic_videos(context.workdir, 1, plan.pipeline_frames, PIPELINE_SIZE)
     per_frame_s = median(run_naive(settings, probe).per_frame_model_s)
+    video = {"width": PIPELINE_SIZE[0], "height": PIPELINE_SIZE[1], "fps": LIVE_FPS}
+    runs: dict[tuple[int, int], list[PipelineRun]] = {
+        (count, gate): [] for count in LATENCY_STREAMS for gate in LIVE_GATES
+    }
+    for _ in range(plan.repeats):  # interleaved, so that load changes hit every setting alike
+        for count, gate in runs:
+            uris = [f"synth://?seed={seed}&people=2&frames={frames}" for seed in range(count)]
+            config = pipeline_config(
+                context.weights, uris, "live", video, live={"max_in_flight": gate}
+            )
+            runs[count, gate].append(run_pipeline(config))
     rows = []
-    for count in LATENCY_STREAMS:
-        uris = [f"synth://?seed={seed}&people=2&frames={frames}" for seed in range(count)]
-        video = {"width": PIPELINE_SIZE[0], "height": PIPELINE_SIZE[1], "fps": LIVE_FPS}
-        runs = [
-            run_pipeline(pipeline_config(context.weights, uris, mode="live", video=video))
-            for _ in range(plan.repeats)
-        ]
-        latencies = [value for run in runs for value in run.latencies_s]
+    for (count, gate), setting_runs in runs.items():
+        latencies = [value for run in setting_runs for value in run.latencies_s]
         p50, p99 = (float(v) * MS_PER_S for v in np.percentile(latencies, PERCENTILES))
         offered = frames * count
-        dropped = median(run.dropped for run in runs)
+        dropped = median(run.dropped for run in setting_runs)
         rows.append(
             {
                 "streams": count,
+                "max_in_flight": gate,
                 "fps_per_stream": LIVE_FPS,
                 "frames_offered": offered,
-                "frames_published": median(run.total_frames for run in runs),
+                "frames_published": median(run.total_frames for run in setting_runs),
                 "frames_dropped": dropped,
                 "dropped_fraction": dropped / offered,
                 "latency_p50_ms": p50,

@@ -97,9 +97,10 @@ def build_stream(
     live = config.mode == "live"
     video = config.video
     source_bin = build_source(spec, stream, video.width, video.height, video.fps)
+    gate = config.live.max_in_flight if live else 0
     queue = (
         f"queue name={stream}_{PARSER_QUEUE} leaky=downstream"
-        f" max-size-buffers={config.live.queue_frames} max-size-bytes=0 max-size-time=0"
+        f" max-size-buffers={max(config.live.queue_frames, gate)} max-size-bytes=0 max-size-time=0"
         if live
         else f"queue name={stream}_{PARSER_QUEUE} max-size-buffers={OFFLINE_QUEUE_FRAMES}"
         " max-size-bytes=0 max-size-time=0"
@@ -110,7 +111,8 @@ def build_stream(
         f"queue max-size-buffers={STAGE_QUEUE_FRAMES[config.mode]} max-size-bytes=0 max-size-time=0"
     )
     stages = f" ! {between} ! ".join(parser_chain(config.parser, final_clips))
-    chain = [*pacing, f"tpsstamp stream={stream} first-index={first_index}", queue, stages]
+    stamp = f"tpsstamp stream={stream} first-index={first_index} max-in-flight={gate}"
+    chain = [*pacing, stamp, queue, stages]
     video_path = None
     output = config.output
     if output.dir is not None and output.annotated_video:

@@ -18,11 +18,11 @@ Series (``tps_`` namespace, unit in the name):
 =========================================  ==========  ===========================================
 ``tps_frames_in_total``                    counter     {stream}: frames that entered the pipeline
 ``tps_frames_processed_total``             counter     {stream}: frames whose results were published
-``tps_frames_dropped_total``               counter     {stream}: frames dropped (leaky queues)
+``tps_frames_dropped_total``               counter     {stream}: frames dropped (live gate, queue)
 ``tps_stage_seconds``                      histogram   {stage}: time spent in one stage call
 ``tps_end_to_end_latency_seconds``         histogram   {stream}: frame entering -> event published
 ``tps_batch_size``                         histogram   {network}: requests per batched call
-``tps_queue_depth``                        gauge       {stream, queue}: items queued now
+``tps_queue_depth``                        gauge       {stream, queue}: items there now
 ``tps_clip_decisions_total``               counter     {stream, action}: clip-level actions
 ``tps_events_published_total``             counter     {stream, type}: events sent
 ``tps_event_send_errors_total``            counter     events refused by the transport

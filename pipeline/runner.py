@@ -30,6 +30,7 @@ from pipeline.recorder import Recorder
 from pipeline.settings import PipelineConfig
 from pipeline.sources import parse_source
 from plugins.element import register_elements
+from plugins.frames import default_table
 from plugins.hooks import Hooks, install
 from plugins.pool import NetworkPool, configure_default_pool
 from plugins.publish import EventSink, close_sink, open_sink
@@ -156,6 +157,7 @@ class Runner:
         return Hooks(
             frame_in=frame_in,
             frame_done=metrics.frame_processed,
+            frame_dropped=metrics.frame_dropped,
             event_sent=event_sent,
             clip_decided=metrics.clip_decision,
             stage_time=metrics.observe_stage,
@@ -371,10 +373,23 @@ class Runner:
                 time.sleep(POLL_S)  # only back-off timers are pending
             for slot in running:
                 self._poll(sink, slot, wanted, int(POLL_S * NS_PER_S / len(running)))
+            self._sample_queues(running)
             if now >= next_progress:
                 next_progress += PROGRESS_EVERY_S
                 for slot in running:
                     log.info("%s", self.progress[slot.stream].line(slot.stream))
+
+    def _sample_queues(self, running: list[_Slot]) -> None:
+        """The queue depth gauges: frames waiting before the parser, frames being parsed."""
+        table = default_table()
+        for slot in running:
+            if slot.graph is None:
+                continue
+            queue = slot.graph.queue
+            if queue is not None:
+                waiting = queue.get_property("current-level-buffers")
+                self.metrics.queue_depth(slot.stream, "parser", waiting)
+            self.metrics.queue_depth(slot.stream, "in_flight", table.in_flight(slot.stream))
 
     def _poll(self, sink: EventSink, slot: _Slot, wanted: Gst.MessageType, wait_ns: int) -> None:
         graph = slot.graph

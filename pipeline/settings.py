@@ -66,8 +66,14 @@ class VideoSettings(Section):
 
 
 class LiveSettings(Section):
-    """Live mode: how much may wait in front of the parser before old frames are dropped."""
+    """Live mode: which frames the parser takes when the input is faster than it."""
 
+    max_in_flight: int = Field(
+        2,
+        ge=0,
+        description="frames of a stream parsed at once; a frame arriving while this many are in"
+        " flight is dropped at the stamp (0: no limit, only the leaky queue drops)",
+    )
     queue_frames: int = Field(1, ge=1, description="frames queued before the parser (leaky)")
 
 

@@ -70,6 +70,10 @@ CATALOGUE: tuple[str, ...] = (
 so that importing this module pulls in no model code."""
 
 
+FLOW_DROPPED = Gst.FlowReturn.CUSTOM_SUCCESS
+"""GST_BASE_TRANSFORM_FLOW_DROPPED (a C macro the bindings lack): the buffer goes no further."""
+
+
 class ElementError(Exception):
     """An element spec is malformed or an element cannot be registered."""
 
@@ -87,6 +91,7 @@ class FrameContext:
         rgb: (H, W, 3) uint8 view of the buffer; writable only for specs with ``writable=True``.
             Copy it to keep pixels beyond this call.
         record: the frame's side-table record, or None when no ``tpsstamp`` opened one.
+        drop: set by a stage to drop the frame here (it goes no further downstream).
     """
 
     stream: str
@@ -96,6 +101,7 @@ class FrameContext:
     height: int
     rgb: np.ndarray
     record: FrameRecord | None
+    drop: bool = False
 
 
 class Stage(Protocol):
@@ -340,6 +346,8 @@ class _ElementMethods:
                 started = time.perf_counter()
                 self._stage.process(frame)
                 hooks().stage_time(self.spec.name, time.perf_counter() - started)
+                if frame.drop:
+                    return FLOW_DROPPED
         except Exception as error:  # a failing frame stops the stream with a bus error
             return self._fail(
                 Gst.StreamError.FAILED,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -142,6 +142,8 @@ class FrameTable:
         self._records: OrderedDict[tuple[str, int], FrameRecord] = OrderedDict()
         self._opened: dict[str, deque[FrameRecord]] = {}
         """Per stream, records in the order they were opened (some may be released already)."""
+        self._live: Counter[str] = Counter()
+        """Per stream, records opened and not yet released or evicted: frames in flight."""
         self._lock = threading.Lock()
         self.evicted = 0
         """Records removed by age or capacity rather than released: frames nobody finished."""
@@ -151,7 +153,8 @@ class FrameTable:
         record = FrameRecord(stream, frame_index, pts_ns)
         with self._lock:
             key = (stream, pts_ns)
-            self._records.pop(key, None)
+            if self._records.pop(key, None) is None:
+                self._live[stream] += 1
             self._records[key] = record
             self._opened.setdefault(stream, deque()).append(record)
             self._evict(stream, frame_index)
@@ -165,13 +168,22 @@ class FrameTable:
     def release(self, stream: str, pts_ns: int) -> FrameRecord | None:
         """Remove and return the record of a frame: called by the last element that reads it."""
         with self._lock:
-            return self._records.pop((stream, pts_ns), None)
+            record = self._records.pop((stream, pts_ns), None)
+            if record is not None:
+                self._live[stream] -= 1
+            return record
+
+    def in_flight(self, stream: str) -> int:
+        """Frames of `stream` opened and not yet released (nor evicted): those being parsed."""
+        with self._lock:
+            return self._live[stream]
 
     def clear(self, stream: str) -> None:
         """Forget every record of `stream` (the stream stopped)."""
         with self._lock:
             for record in self._opened.pop(stream, ()):
                 self._records.pop((record.stream, record.pts_ns), None)
+            self._live.pop(stream, None)
 
     def __len__(self) -> int:
         with self._lock:
@@ -186,9 +198,11 @@ class FrameTable:
             key = (record.stream, record.pts_ns)
             if self._records.get(key) is record:
                 del self._records[key]
+                self._live[stream] -= 1
                 dropped += 1
         while len(self._records) > self.max_records:
-            self._records.popitem(last=False)
+            (oldest_stream, _), _ = self._records.popitem(last=False)
+            self._live[oldest_stream] -= 1
             dropped += 1
         while len(opened) > self.max_records:
             opened.popleft()

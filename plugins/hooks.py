@@ -21,6 +21,7 @@ class Hooks:
     Attributes:
         frame_in: (stream) when a frame enters the stream's chain (numbered by `tpsstamp`).
         frame_done: (stream, end-to-end latency in seconds) once a frame's event is published.
+        frame_dropped: (stream) when a live stream's frame is dropped before the parser.
         event_sent: (stream, event type, accepted) after every publish attempt.
         clip_decided: (stream, action label) after every clip decision.
         stage_time: (stage name, seconds) after every stage call.
@@ -28,6 +29,7 @@ class Hooks:
 
     frame_in: Callable[[str], None] = _ignore
     frame_done: Callable[[str, float], None] = _ignore
+    frame_dropped: Callable[[str], None] = _ignore
     event_sent: Callable[[str, str, bool], None] = _ignore
     clip_decided: Callable[[str, str], None] = _ignore
     stage_time: Callable[[str, float], None] = _ignore

@@ -5,6 +5,10 @@ element opens each frame's `FrameRecord` in the side table and announces the str
 downstream, so the elements after it find the record by (stream, PTS)::
 
     gst-launch-1.0 videotestsrc ! video/x-raw,format=RGB ! tpsstamp stream=cam0 ! fakesink
+
+In live mode it also admits frames: with ``max-in-flight=K``, a frame that arrives while K frames
+of its stream are still being parsed is dropped here (and counted) rather than queued, so every
+parsed frame is a fresh one and the latency stays near one pass through the parser.
 """
 
 from __future__ import annotations
@@ -27,18 +31,29 @@ class StampStage:
         stream: stream name written into every record.
         table: where records are opened.
         first_index: the first frame's index (a restarted stream continues its numbering).
+        max_in_flight: drop a frame while this many of the stream's frames are in flight (opened
+            and not yet published); 0 admits every frame. Dropped frames keep their index, so
+            indices stay the source's frame numbers.
     """
 
-    def __init__(self, stream: str, table: FrameTable, first_index: int = 0) -> None:
+    def __init__(
+        self, stream: str, table: FrameTable, first_index: int = 0, max_in_flight: int = 0
+    ) -> None:
         self.stream = stream
         self.table = table
         self.first_index = first_index
         self.next_index = first_index
+        self.max_in_flight = max_in_flight
 
     @classmethod
     def from_properties(cls, values: Mapping[str, Any]) -> StampStage:
         """The stage of a ``tpsstamp`` element, on the process-wide table."""
-        return cls(str(values["stream"]), default_table(), int(values["first_index"]))
+        return cls(
+            str(values["stream"]),
+            default_table(),
+            int(values["first_index"]),
+            int(values["max_in_flight"]),
+        )
 
     def start(self) -> None:
         self.next_index = self.first_index
@@ -47,10 +62,15 @@ class StampStage:
     def process(self, frame: FrameContext) -> None:
         if frame.pts_ns is None:
             raise FrameError(f"frame {self.next_index} of {self.stream!r} has no PTS")
-        frame.frame_index = self.next_index
-        frame.record = self.table.open(self.stream, self.next_index, frame.pts_ns)
+        index = self.next_index
         self.next_index += 1
         hooks().frame_in(self.stream)
+        if self.max_in_flight and self.table.in_flight(self.stream) >= self.max_in_flight:
+            frame.drop = True
+            hooks().frame_dropped(self.stream)
+            return
+        frame.frame_index = index
+        frame.record = self.table.open(self.stream, index, frame.pts_ns)
 
     def finish(self) -> None:
         """Nothing to flush: stamping is per frame."""
@@ -69,6 +89,9 @@ STAMP = ElementSpec(
         Prop(
             "first-index", int, 0, "Index of the first frame (continues after a restart)", minimum=0
         ),  # fmt: skip
+        Prop(
+            "max-in-flight", int, 0, "Drop frames while this many are parsed (0: never)", minimum=0
+        ),
     ),
     announces_stream=True,
 )

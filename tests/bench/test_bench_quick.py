@@ -58,8 +58,10 @@ def test_decode_section_compares_each_file_with_gst_launch(quick_report):
 
 def test_targets_not_run_are_marked_unknown_and_the_measured_one_is_judged(quick_report):
     by_name = {target["name"]: target for target in quick_report["targets"]}
-    publish = next(t for name, t in by_name.items() if name.startswith("event publishing"))
-    assert publish["met"] == (publish["measured"] >= 0.8)
+    publishing = [t for name, t in by_name.items() if name.startswith("event publishing")]
+    assert len(publishing) == 2
+    for publish in publishing:
+        assert publish["met"] == (publish["measured"] >= 0.8)
     glue = next(t for name, t in by_name.items() if name.startswith("glue overhead"))
     assert glue["measured"] is None and glue["met"] is None
 

@@ -53,6 +53,22 @@ def test_stamp_stage_numbers_frames_into_the_table() -> None:
     assert len(table) == 0
 
 
+def test_stamp_stage_drops_frames_while_too_many_are_in_flight() -> None:
+    table = FrameTable()
+    stage = StampStage("cam0", table, max_in_flight=2)
+    stage.start()
+    frames = [_frame(pts) for pts in (0, 40, 80, 120)]
+    for frame in frames[:3]:
+        stage.process(frame)
+    assert [f.drop for f in frames[:3]] == [False, False, True]
+    assert frames[2].record is None and table.in_flight("cam0") == 2
+    table.release("cam0", 0)  # the first frame's event went out: room for one more
+    stage.process(frames[3])
+    assert not frames[3].drop
+    assert frames[3].frame_index == 3  # dropped frames keep their place in the numbering
+    assert table.in_flight("cam0") == 2
+
+
 def test_stamp_stage_rejects_frames_without_pts() -> None:
     stage = StampStage("cam0", FrameTable())
     stage.start()
@@ -73,10 +89,14 @@ def test_frame_table_evicts_by_age_and_capacity() -> None:
     assert table.get("a", 30) is not None
     assert table.get("b", 0) is None  # age, within stream b
     assert table.evicted == 4
+    assert (table.in_flight("a"), table.in_flight("b")) == (2, 3)  # evicted ones are not in flight
     assert table.release("b", 3).frame_index == 3
     assert table.release("b", 3) is None
+    table.open("b", 2, 2)  # reopening a frame replaces its record
+    assert table.in_flight("b") == 2
     table.clear("b")
     assert len(table) == 2
+    assert (table.in_flight("a"), table.in_flight("b")) == (2, 0)
 
 
 def test_frame_table_is_thread_safe() -> None:
