@@ -173,10 +173,10 @@ class FrameTable:
                 self._live[stream] -= 1
             return record
 
-    def in_flight(self, stream: str) -> int:
-        """Frames of `stream` opened and not yet released (nor evicted): those being parsed."""
+    def in_flight(self, stream: str | None = None) -> int:
+        """Frames opened and not yet released (nor evicted), of `stream` or of every stream."""
         with self._lock:
-            return self._live[stream]
+            return self._live[stream] if stream is not None else self._live.total()
 
     def clear(self, stream: str) -> None:
         """Forget every record of `stream` (the stream stopped)."""

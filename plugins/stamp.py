@@ -7,8 +7,9 @@ downstream, so the elements after it find the record by (stream, PTS)::
     gst-launch-1.0 videotestsrc ! video/x-raw,format=RGB ! tpsstamp stream=cam0 ! fakesink
 
 In live mode it also admits frames: with ``max-in-flight=K``, a frame that arrives while K frames
-of its stream are still being parsed is dropped here (and counted) rather than queued, so every
-parsed frame is a fresh one and the latency stays near one pass through the parser.
+(of all the process's streams) are being parsed is dropped here and counted, rather than queued;
+every parsed frame is a fresh one, and the latency stays near one pass through the parser however
+many streams share the machine.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ class StampStage:
         stream: stream name written into every record.
         table: where records are opened.
         first_index: the first frame's index (a restarted stream continues its numbering).
-        max_in_flight: drop a frame while this many of the stream's frames are in flight (opened
-            and not yet published); 0 admits every frame. Dropped frames keep their index, so
-            indices stay the source's frame numbers.
+        max_in_flight: drop a frame while this many frames, of every stream on `table`, are in
+            flight (opened and not yet published); 0 admits every frame. Dropped frames keep their
+            index, so indices stay the source's frame numbers.
     """
 
     def __init__(
@@ -65,7 +66,7 @@ class StampStage:
         index = self.next_index
         self.next_index += 1
         hooks().frame_in(self.stream)
-        if self.max_in_flight and self.table.in_flight(self.stream) >= self.max_in_flight:
+        if self.max_in_flight and self.table.in_flight() >= self.max_in_flight:
             frame.drop = True
             hooks().frame_dropped(self.stream)
             return
@@ -90,7 +91,11 @@ STAMP = ElementSpec(
             "first-index", int, 0, "Index of the first frame (continues after a restart)", minimum=0
         ),  # fmt: skip
         Prop(
-            "max-in-flight", int, 0, "Drop frames while this many are parsed (0: never)", minimum=0
+            "max-in-flight",
+            int,
+            0,
+            "Drop frames while this many of all streams are parsed",
+            minimum=0,
         ),
     ),
     announces_stream=True,

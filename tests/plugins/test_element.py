@@ -66,7 +66,10 @@ def test_stamp_stage_drops_frames_while_too_many_are_in_flight() -> None:
     stage.process(frames[3])
     assert not frames[3].drop
     assert frames[3].frame_index == 3  # dropped frames keep their place in the numbering
-    assert table.in_flight("cam0") == 2
+    table.open("cam1", 0, 0)  # the bound holds over every stream of the table
+    other = _frame(160)
+    stage.process(other)
+    assert other.drop and table.in_flight() == 3
 
 
 def test_stamp_stage_rejects_frames_without_pts() -> None:
