@@ -10,10 +10,11 @@ Ties between equally frequent states go to the alphabetically first state name, 
 never depends on frame or human order. A part type the video never annotates gets
 `MISSING_STATE`.
 
-The baselines use the test ground truth for everything but the states (human and part boxes and
-the action are an oracle): ``prior`` takes each (action, part type)'s most frequent state in a
-training set (the report's model-free baseline), ``video-labels`` each test video's own part labels
-(the ceiling of the label transform).
+The baselines guess the states: ``prior`` takes each (action, part type)'s most frequent state in
+a training set (the report's model-free baseline), ``video-labels`` each test video's own part
+labels (the ceiling of the label transform). Boxes and action are the test ground truth's (an
+oracle) unless given: boxes from a detector's prediction, and the action either the ground truth's
+or, with no model at all, the training set's most frequent action.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ MISSING_STATE = "none"
 
 BaselineMode = Literal["prior", "video-labels"]
 BASELINE_MODES: tuple[BaselineMode, ...] = ("prior", "video-labels")
+BaselineAction = Literal["gt", "most-frequent"]
+BASELINE_ACTIONS: tuple[BaselineAction, ...] = ("gt", "most-frequent")
 
 _TYPE_WORDS = "|".join(type_name.capitalize() for type_name in PART_TYPES)
 _LABEL = re.compile(rf"^(?P<action>.+?)_(?P<type>{_TYPE_WORDS})_(?P<state>.+)$")
@@ -190,27 +193,73 @@ def _oracle_humans(humans: Iterable[GtHuman], states: dict[str, str]) -> list[Pr
     ]
 
 
-def baseline(train: GroundTruth, test: GroundTruth, mode: BaselineMode = "prior") -> Prediction:
-    """A prediction for `test` whose only guesses are the part states.
+def _restated_humans(humans: Iterable[PredHuman], states: dict[str, str]) -> list[PredHuman]:
+    """Predicted humans with every proposal's state replaced by the state of its part type."""
+    return [
+        PredHuman(
+            box=human.box,
+            parts={
+                name: PredPart(part.boxes, (states[part_type(name)],) * len(part.boxes))
+                for name, part in human.parts.items()
+            },
+            score=human.score,
+        )
+        for human in humans
+    ]
+
+
+def most_frequent_action(gt: GroundTruth) -> str:
+    """The action of the most videos in `gt` (ties: alphabetically first)."""
+    if not gt.labels:
+        raise LabelError("most frequent action: the ground truth has no video")
+    return _most_frequent(Counter(gt.labels.values()))
+
+
+def baseline(
+    train: GroundTruth,
+    test: GroundTruth,
+    mode: BaselineMode = "prior",
+    *,
+    boxes: Prediction | None = None,
+    action: BaselineAction = "gt",
+) -> Prediction:
+    """A prediction for `test` that guesses the part states, and optionally its boxes and action.
 
     Args:
-        train: training ground truth; only ``prior`` reads it.
-        test: test ground truth; its actions and boxes are copied into the prediction.
+        train: training ground truth: the prior table and the most frequent action come from it.
+        test: test ground truth; its actions and boxes are copied unless told otherwise.
         mode: ``prior`` (states from `PriorTable.fit(train)`) or ``video-labels`` (each test
             video's own most frequent states, `video_states`).
+        boxes: a detector's prediction for `test`: humans and part boxes are taken from it (frames
+            it lacks stay missing) instead of the ground truth's.
+        action: ``gt`` copies each test video's action; ``most-frequent`` predicts the training
+            set's most frequent action for every video (no model).
 
     Raises:
-        LabelError: `mode` is unknown.
+        LabelError: `mode` or `action` is unknown, or `boxes` lacks a test video.
     """
     if mode not in BASELINE_MODES:
         raise LabelError(f"baseline mode {mode!r}: expected one of {', '.join(BASELINE_MODES)}")
+    if action not in BASELINE_ACTIONS:
+        raise LabelError(
+            f"baseline action {action!r}: expected one of {', '.join(BASELINE_ACTIONS)}"
+        )
     prior = PriorTable.fit(train) if mode == "prior" else None
+    guess = most_frequent_action(train) if action == "most-frequent" else None
+    labels: dict[str, str] = {}
     parts: dict[str, Frames[PredHuman]] = {}
-    for video, action in test.labels.items():
+    for video, true_action in test.labels.items():
+        labels[video] = guess or true_action
         frames = test.parts.get(video, {})
         if prior is None:
             states = video_states(frames)
         else:
-            states = {type_name: prior.state(action, type_name) for type_name in PART_TYPES}
-        parts[video] = {key: _oracle_humans(humans, states) for key, humans in frames.items()}
-    return Prediction(labels=dict(test.labels), parts=parts)
+            states = {type_name: prior.state(labels[video], type_name) for type_name in PART_TYPES}
+        if boxes is None:
+            parts[video] = {key: _oracle_humans(humans, states) for key, humans in frames.items()}
+        elif video not in boxes.labels:
+            raise LabelError(f"baseline boxes: the prediction lacks test video {video!r}")
+        else:
+            detected = boxes.parts.get(video, {})
+            parts[video] = {key: _restated_humans(h, states) for key, h in detected.items()}
+    return Prediction(labels=labels, parts=parts)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tps.formats import GroundTruth, GtHuman, GtPart
+from tps.formats import GroundTruth, GtHuman, GtPart, PredHuman, Prediction, PredPart
 from tps.labels import (
     MISSING_STATE,
     LabelError,
     PriorTable,
     baseline,
     label_name,
+    most_frequent_action,
     parse_label,
     part_labels,
     state_of_label,
@@ -112,6 +113,25 @@ def test_baselines_copy_boxes_and_actions_and_guess_states():
     # The prior gets 1 of 2 parts in frame 1 and 0 of 1 in frame 2; its own labels get all.
     assert evaluate(test, prior).per_video["t"] == (True, (0.5 + 0.0) / 2)
     assert evaluate(test, baseline(TRAIN, test, "video-labels")).per_video["t"] == (True, 1.0)
+
+
+def test_baseline_on_detected_boxes_with_the_most_frequent_action():
+    test = GroundTruth({"t": "surfing_crowd"}, {"t": frames([human(head="raise")], [])})
+    detected = PredHuman(
+        (0.0, 0.0, 99.0, 99.0), {"head": PredPart((BOX, (50.0, 50.0, 60.0, 60.0)), ("x", "y"))}
+    )
+    boxes = Prediction({"t": "whatever"}, {"t": {frame_key(0): [detected]}})
+    guessed = baseline(TRAIN, test, "prior", boxes=boxes, action="most-frequent")
+    assert most_frequent_action(TRAIN) == "lunge" == guessed.labels["t"]
+    (human_0,) = guessed.parts["t"][frame_key(0)]
+    assert human_0.parts["head"].boxes == detected.parts["head"].boxes
+    assert human_0.parts["head"].verbs == ("none", "none")  # lunge's prior head state, per box
+    assert frame_key(1) not in guessed.parts["t"]  # frames the detector missed stay missing
+    oracle_action = baseline(TRAIN, test, "prior", boxes=boxes)
+    assert oracle_action.labels["t"] == "surfing_crowd"
+    assert oracle_action.parts["t"][frame_key(0)][0].parts["head"].verbs == ("raise", "raise")
+    with pytest.raises(LabelError, match="lacks test video 't'"):
+        baseline(TRAIN, test, boxes=Prediction({}))
 
 
 def test_baseline_rejects_unknown_mode():
