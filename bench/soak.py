@@ -8,7 +8,9 @@ process (tests/pipeline/rtsp_serve.py) that is killed and started again every
 (`bench.common.resolve_weights`). A subscriber counts frame events per stream.
 
 Reports JSON (stdout, and ``--out``): resident memory (VmRSS of this process at start, after
-warm-up and at the end, and the growth from warm-up to the end), reconnects forced (server kills)
+warm-up and at the end, the growth from warm-up to the end and over the second half, the peak,
+and a timeline every 30 s with Python objects, side-table records and threads, which tells a leak
+from memory that levels off), reconnects forced (server kills)
 and seen (``reconnecting`` statuses), frames in / processed / dropped per stream from the runner's
 `Metrics`, and events lost: frames processed but never received by the subscriber (must be 0).
 """
@@ -16,6 +18,7 @@ and seen (``reconnecting`` statuses), frames in / processed / dropped per stream
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import socket
@@ -36,6 +39,7 @@ from pipeline.config import validate  # noqa: E402
 from pipeline.metrics import NAMESPACE  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
 from pipeline.settings import PipelineConfig  # noqa: E402
+from plugins.frames import default_table  # noqa: E402
 from plugins.publisher import EventSubscriber  # noqa: E402
 
 log = logging.getLogger("bench.soak")
@@ -49,6 +53,8 @@ SERVER_READY_TIMEOUT_S = 30.0
 SERVER_KILL_TIMEOUT_S = 10.0
 WARM_UP_S = 20.0
 """Memory growth is measured from this long after the start (networks and buffers settled)."""
+SAMPLE_EVERY_S = 30.0
+"""The memory timeline's step: it shows whether growth levels off or goes on."""
 DRAIN_IDLE_S = 30.0
 """After the stop, the subscriber stops once nothing arrived for this long."""
 STOP_TIMEOUT_S = 60.0
@@ -56,12 +62,29 @@ RECONNECT = {"initial_delay_s": 0.5, "max_delay_s": 2.0}
 KIB = 1024
 
 
-def rss_bytes() -> int:
-    """Resident memory of this process (VmRSS of /proc/self/status)."""
+def process_status(field: str = "VmRSS") -> int:
+    """One number of /proc/self/status: VmRSS (resident bytes), VmHWM (peak), Threads (count)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * KIB
-    raise RuntimeError("/proc/self/status has no VmRSS line")
+        if line.startswith(f"{field}:"):
+            value = int(line.split()[1])
+            return value * KIB if field.startswith("Vm") else value
+    raise RuntimeError(f"/proc/self/status has no {field} line")
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process."""
+    return process_status("VmRSS")
+
+
+def memory_sample(started: float) -> dict[str, float]:
+    """Where memory stands now: resident bytes, Python objects, side-table records, threads."""
+    return {
+        "t_s": round(time.monotonic() - started, 1),
+        "rss": rss_bytes(),
+        "python_objects": len(gc.get_objects()),
+        "frame_records": len(default_table()),
+        "threads": process_status("Threads"),
+    }
 
 
 def free_port() -> int:
@@ -140,11 +163,14 @@ def soak(streams: int, minutes: float, restart_every_s: float, workdir: Path) ->
     forced = 0
     deadline = started + minutes * 60
     next_restart = started + restart_every_s
+    timeline = [memory_sample(started)]
     try:
         while time.monotonic() < deadline and run.is_alive():
             now = time.monotonic()
             if rss_warm is None and now - started >= WARM_UP_S:
                 rss_warm = rss_bytes()
+            if now - started >= timeline[-1]["t_s"] + SAMPLE_EVERY_S:
+                timeline.append(memory_sample(started))
             if now >= next_restart:
                 server.kill()
                 server.start()
@@ -161,6 +187,8 @@ def soak(streams: int, minutes: float, restart_every_s: float, workdir: Path) ->
     subscriber.close()
     rss_end = rss_bytes()
     rss_warm = rss_end if rss_warm is None else rss_warm
+    timeline.append(memory_sample(started))
+    halfway = next(sample for sample in timeline if sample["t_s"] >= wall_s / 2)
     registry = runner.metrics.registry
 
     def sample(name: str, stream: str) -> int:
@@ -192,6 +220,9 @@ def soak(streams: int, minutes: float, restart_every_s: float, workdir: Path) ->
             "rss_after_warm_up": rss_warm,
             "rss_end": rss_end,
             "growth_after_warm_up": rss_end - rss_warm,
+            "growth_second_half": rss_end - halfway["rss"],
+            "rss_peak": process_status("VmHWM"),
+            "timeline": timeline,
         },
         "reconnects": {
             "forced": forced,
