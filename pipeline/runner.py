@@ -22,7 +22,7 @@ from pathlib import Path
 
 from models.registry import ModelError
 from parsing.events import Event
-from parsing.results import StreamStatus
+from parsing.results import FINAL_STATES, StreamStatus
 from pipeline.graph import StreamGraph, build_stream
 from pipeline.gst import NS_PER_S, error_text
 from pipeline.metrics import Metrics, MetricsServer, parse_address
@@ -56,9 +56,12 @@ class StreamProgress:
     action: str = "-"
     state: str = "starting"
     started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
+    """When the stream reached a final state: its rate stops there."""
 
     def line(self, stream: str) -> str:
-        rate = self.frames / max(time.monotonic() - self.started, 1e-9)
+        until = time.monotonic() if self.ended is None else self.ended
+        rate = self.frames / max(until - self.started, 1e-9)
         return (
             f"{stream}: {self.state:<9} {self.frames:6d} frames {rate:6.1f} fps "
             f"{self.people} people  action {self.action}"
@@ -180,6 +183,8 @@ class Runner:
         self.progress[stream].state = state
         if state == "playing" and self.progress[stream].frames == 0:
             self.progress[stream].started = time.monotonic()  # the rate counts from the first play
+        if state in FINAL_STATES:
+            self.progress[stream].ended = time.monotonic()
         self.metrics.source_state(stream, state)
         sink.send(StreamStatus(stream, state, detail, time.time_ns()))
         if state == "error":

@@ -15,7 +15,7 @@ from parsing.events import validate
 from pipeline.cli import main
 from pipeline.config import validate as validate_config
 from pipeline.recorder import Recorder
-from pipeline.runner import Runner
+from pipeline.runner import Runner, StreamProgress
 from pipeline.settings import PipelineConfig
 from pipeline.sources import iterate_frames
 from plugins.publisher import EventSubscriber
@@ -238,3 +238,8 @@ def test_predictions_of_a_synthetic_split_score_with_eval(random_weights, tmp_pa
         result = json.loads(capsys.readouterr().out)
         assert set(result["per_video"]) == set(summary.labels)
         assert 0.0 <= result["score"] <= 0.9999
+
+
+def test_progress_rate_stops_when_the_stream_ends():
+    progress = StreamProgress(frames=20, state="eos", started=100.0, ended=110.0)
+    assert "20 frames    2.0 fps" in progress.line("s")
