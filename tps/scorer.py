@@ -104,6 +104,22 @@ class ScoreResult:
         """`as_dict` as a JSON string."""
         return json.dumps(self.as_dict())
 
+    def interval(
+        self, level: float = 0.95, resamples: int = 2000, seed: int = 0
+    ) -> tuple[float, float]:
+        """A percentile bootstrap interval of the score over videos: how far another test split
+        of the same size may land. Each resample scores with the closed form (the official loop
+        differs from it by float rounding only)."""
+        correct = np.array([flag for flag, _ in self.per_video.values()], dtype=bool)
+        psc = np.array([value for _, value in self.per_video.values()], dtype=np.float64)
+        steps = np.minimum(np.floor(psc * THRESHOLD_STEPS), THRESHOLD_STEPS - 1)
+        contributions = correct * steps / THRESHOLD_STEPS
+        picks = np.random.default_rng(seed).integers(0, len(contributions), (resamples, len(psc)))
+        scores = contributions[picks].mean(axis=1)
+        tail = (1 - level) / 2 * 100
+        low, high = np.percentile(scores, (tail, 100 - tail))
+        return float(low), float(high)
+
 
 def inclusive_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """IoU of xyxy boxes with inclusive pixel corners, broadcast over leading dimensions.

@@ -1,6 +1,7 @@
 """``run.py eval --gt DIR --pred DIR``: the official Kinetics-TPS score of a prediction.
 
-Prints ``score 0.xxxx  video accuracy 0.xxxx`` or, with ``--json``, the full result
+Prints ``score 0.xxxx  video accuracy 0.xxxx`` (with ``--ci``, a 95% bootstrap interval over
+videos, `tps.scorer.ScoreResult.interval`) or, with ``--json``, the full result
 (`tps.scorer.ScoreResult.as_dict`). Thresholds default to the official 0.5 (human, strict) and
 0.3 (part, inclusive).
 """
@@ -28,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--part-iou", type=float, default=PART_IOU, help="part localisation IoU, at least"
     )
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
+    parser.add_argument(
+        "--ci", action="store_true", help="add a 95%% bootstrap interval of the score over videos"
+    )
     parser.set_defaults(handler=_eval)
 
 
@@ -38,5 +42,9 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         print(result.to_json())
     else:
-        print(f"score {result.score:.4f}  video accuracy {result.video_accuracy:.4f}")
+        line = f"score {result.score:.4f}  video accuracy {result.video_accuracy:.4f}"
+        if args.ci:
+            low, high = result.interval()
+            line += f"  95% interval {low:.4f}-{high:.4f} ({len(result.per_video)} videos)"
+        print(line)
     return 0

@@ -23,6 +23,7 @@ from tps.scorer import (
     HUMAN_IOU,
     PART_IOU,
     THRESHOLD_STEPS,
+    ScoreResult,
     conditioned_area,
     evaluate,
     inclusive_iou,
@@ -491,3 +492,13 @@ def test_result_json_shape():
         "mean_psc": 0.0,
         "per_video": {"v": {"correct": True, "psc": 0.0}},
     }
+
+
+def test_bootstrap_interval_brackets_the_score_and_collapses_without_spread():
+    same = ScoreResult(0.5, 1.0, 0.5, {f"v{i}": (True, 0.5) for i in range(20)})
+    assert same.interval() == pytest.approx((0.5, 0.5))
+    mixed = {f"v{i}": (i % 2 == 0, i / 20) for i in range(20)}
+    result = ScoreResult(conditioned_area(*zip(*mixed.values(), strict=True)), 0.5, 0.5, mixed)
+    low, high = result.interval(resamples=500)
+    assert low < result.score < high
+    assert result.interval(resamples=500) == (low, high)  # seeded: reproducible
