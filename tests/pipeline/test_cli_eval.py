@@ -55,7 +55,7 @@ def test_eval_prints_score_and_accuracy(dirs, capsys):
     # PSC per video: frame 1 gets 1 of 2 parts, frame 2 is missing: (0.5 + 0) / 2.
     assert capsys.readouterr().out == "score 0.2500  video accuracy 1.0000\n"
     assert main(["eval", "--gt", str(dirs / "gt"), "--pred", str(dirs / "pred"), "--ci"]) == 0
-    assert capsys.readouterr().out.endswith("95% interval 0.2500-0.2500 (1 videos)\n")
+    assert capsys.readouterr().out.endswith("95% interval 0.2500-0.2500 (2 videos)\n")
 
 
 def test_eval_json(dirs, capsys):
