@@ -1,9 +1,9 @@
 """A registry of model builders by name; duplicate names are rejected.
 
-    @register("ir_csn_152")
-    def ir_csn_152(**overrides) -> nn.Module: ...
+@register("ir_csn_152")
+def ir_csn_152(**overrides) -> nn.Module: ...
 
-    model = build("ir_csn_152", num_classes=24)
+model = build("ir_csn_152", num_classes=24)
 """
 
 from __future__ import annotations

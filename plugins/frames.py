@@ -173,10 +173,22 @@ class FrameTable:
                 self._live[stream] -= 1
             return record
 
-    def in_flight(self, stream: str | None = None) -> int:
-        """Frames opened and not yet released (nor evicted), of `stream` or of every stream."""
+    def in_flight(self, stream: str | None = None, within_s: float | None = None) -> int:
+        """Frames opened and not yet released (nor evicted), of `stream` or of every stream.
+
+        With `within_s`, only frames opened in the last `within_s` seconds count: a record left
+        behind by a frame that was lost on its way (never published) stops counting then.
+        """
         with self._lock:
-            return self._live[stream] if stream is not None else self._live.total()
+            if within_s is None:
+                return self._live[stream] if stream is not None else self._live.total()
+            cutoff = time.monotonic_ns() - int(within_s * 1e9)
+            count = 0
+            for record in reversed(self._records.values()):  # newest first
+                if record.opened_ns < cutoff:
+                    break
+                count += stream is None or record.stream == stream
+            return count
 
     def clear(self, stream: str) -> None:
         """Forget every record of `stream` (the stream stopped)."""

@@ -24,6 +24,10 @@ from plugins.hooks import hooks
 
 log = logging.getLogger(__name__)
 
+LOST_AFTER_S = 10.0
+"""The gate counts frames opened this recently: one in flight for longer was lost on its way
+(a stream torn down mid-frame), and must not hold a place for ever."""
+
 
 class StampStage:
     """Opens a record per frame, numbering frames `first_index`, +1, +2, ... from start.
@@ -66,7 +70,8 @@ class StampStage:
         index = self.next_index
         self.next_index += 1
         hooks().frame_in(self.stream)
-        if self.max_in_flight and self.table.in_flight() >= self.max_in_flight:
+        in_flight = self.table.in_flight(within_s=LOST_AFTER_S) if self.max_in_flight else 0
+        if self.max_in_flight and in_flight >= self.max_in_flight:
             frame.drop = True
             hooks().frame_dropped(self.stream)
             return

@@ -23,7 +23,7 @@ from plugins.element import (  # noqa: E402
     register_elements,
 )
 from plugins.frames import FrameError, FrameTable, default_table, map_rgb, rgb_stride  # noqa: E402
-from plugins.stamp import STAMP, StampStage  # noqa: E402
+from plugins.stamp import LOST_AFTER_S, STAMP, StampStage  # noqa: E402
 
 TIMEOUT_S = 20
 """The first gst-launch run scans every installed plugin into a fresh registry."""
@@ -70,6 +70,12 @@ def test_stamp_stage_drops_frames_while_too_many_are_in_flight() -> None:
     other = _frame(160)
     stage.process(other)
     assert other.drop and table.in_flight() == 3
+    for record in (frames[1].record, frames[3].record):  # lost long ago: they stop counting
+        record.opened_ns -= int(LOST_AFTER_S * 2e9)
+    assert table.in_flight() == 3 and table.in_flight(within_s=LOST_AFTER_S) == 1
+    late = _frame(200)
+    stage.process(late)
+    assert not late.drop
 
 
 def test_stamp_stage_rejects_frames_without_pts() -> None:
