@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ SEED = 0
 
 SYNTH_SPLIT = "bench"
 SYNTH_PEOPLE = 2
+KIB = 1024
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,44 @@ def environment() -> dict[str, Any]:
 def median(values: Iterable[float]) -> float:
     """The median of a non-empty collection, as a float."""
     return float(statistics.median(list(values)))
+
+
+def process_status(field: str = "VmRSS") -> int:
+    """One number of /proc/self/status: VmRSS (resident bytes), VmHWM (peak), Threads (count)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            value = int(line.split()[1])
+            return value * KIB if field.startswith("Vm") else value
+    raise RuntimeError(f"/proc/self/status has no {field} line")
+
+
+class PeakMemory:
+    """The highest resident memory of this process while the ``with`` block runs, sampled.
+
+    VmHWM would include everything before the block (e.g. an earlier, bigger run), so a thread
+    samples VmRSS every `every_s` seconds instead.
+    """
+
+    def __init__(self, every_s: float = 0.1) -> None:
+        self.every_s = every_s
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="peak-memory", daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, process_status("VmRSS"))
+            if self._stop.wait(self.every_s):
+                return
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, process_status("VmRSS"))
 
 
 def timed(function: Callable[[], object]) -> float:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.common import Weights, parser_data
+from bench.common import PeakMemory, Weights, parser_data
 from pipeline.config import validate
 from pipeline.metrics import NAMESPACE, Metrics
 from pipeline.runner import Runner
@@ -64,8 +64,9 @@ class PipelineRun:
         wall_s: the whole `Runner.run()`, loading and end-of-stream decisions included.
         stage_s: seconds per element (sum over every call, all streams).
         latencies_s: end-to-end latency of every frame, all streams.
-        dropped: frames dropped by the leaky queues (live mode), all streams.
+        dropped: frames dropped by the live gate and queues, all streams.
         states: each stream's final state.
+        peak_rss: the process's highest resident memory during the run (bytes, sampled).
     """
 
     streams: list[str]
@@ -76,6 +77,7 @@ class PipelineRun:
     latencies_s: list[float] = field(default_factory=list)
     dropped: int = 0
     states: dict[str, str] = field(default_factory=dict)
+    peak_rss: int = 0
 
     @property
     def total_frames(self) -> int:
@@ -117,7 +119,8 @@ def run_pipeline(config: PipelineConfig) -> PipelineRun:
     metrics = RecordingMetrics(runner.streams)
     runner.metrics = metrics
     started = time.perf_counter()
-    report = runner.run()
+    with PeakMemory() as memory:
+        report = runner.run()
     wall_s = time.perf_counter() - started
     frames = {stream: report.progress[stream].frames for stream in runner.streams}
     if report.failed or not all(frames.values()):
@@ -140,4 +143,5 @@ def run_pipeline(config: PipelineConfig) -> PipelineRun:
             )
         ),
         states=dict(report.states),
+        peak_rss=memory.peak,
     )

@@ -149,10 +149,11 @@ def markdown(report: dict[str, Any]) -> str:
             "",
         ]
         lines += _table(
-            ("streams", "frames", "span s", "frames/s", "stage-only s", "glue overhead"),
+            ("streams", "frames", "span s", "frames/s", "stage-only s", "glue overhead",
+             "dropped", "peak RSS MiB"),
             [
                 (r["streams"], r["frames"], r["span_s"], r["frames_per_s"], r["stage_only_s"],
-                 f"{r['glue_overhead']:+.0%}")
+                 f"{r['glue_overhead']:+.0%}", r["dropped"], r["peak_rss_mib"])
                 for r in pipeline["rows"]
             ],
         )  # fmt: skip
@@ -170,12 +171,11 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"### Live latency ({latency['seconds_per_stream']:g} s per stream)", ""]
         lines += _table(
             ("streams", "in-flight gate", "fps each", "offered", "published", "dropped", "p50 ms",
-             "p99 ms", "p99 / model time"),
+             "p99 ms", "p99 / model time", "peak RSS MiB"),
             [
                 (r["streams"], _gate(r["max_in_flight"]), r["fps_per_stream"], r["frames_offered"],
-                 r["frames_published"],
-                 r["frames_dropped"], r["latency_p50_ms"], r["latency_p99_ms"],
-                 r["p99_over_model_time"])
+                 r["frames_published"], r["frames_dropped"], r["latency_p50_ms"],
+                 r["latency_p99_ms"], r["p99_over_model_time"], r["peak_rss_mib"])
                 for r in latency["rows"]
             ],
         )  # fmt: skip

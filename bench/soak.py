@@ -34,7 +34,13 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO, environment, parser_data, resolve_weights  # noqa: E402
+from bench.common import (  # noqa: E402
+    REPO,
+    environment,
+    parser_data,
+    process_status,
+    resolve_weights,
+)
 from pipeline.config import validate  # noqa: E402
 from pipeline.metrics import NAMESPACE  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
@@ -59,16 +65,6 @@ DRAIN_IDLE_S = 30.0
 """After the stop, the subscriber stops once nothing arrived for this long."""
 STOP_TIMEOUT_S = 60.0
 RECONNECT = {"initial_delay_s": 0.5, "max_delay_s": 2.0}
-KIB = 1024
-
-
-def process_status(field: str = "VmRSS") -> int:
-    """One number of /proc/self/status: VmRSS (resident bytes), VmHWM (peak), Threads (count)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            value = int(line.split()[1])
-            return value * KIB if field.startswith("Vm") else value
-    raise RuntimeError(f"/proc/self/status has no {field} line")
 
 
 def rss_bytes() -> int:

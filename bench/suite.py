@@ -65,6 +65,7 @@ PIPELINE_SIZE = (320, 240)
 DECODE_SIZE = (640, 480)
 PERCENTILES = (50, 99)
 MS_PER_S = 1000.0
+MIB = 1024.0 * 1024.0
 QUICK_MODELS = ("yolof_tiny", "hrnet_tiny", "ir_csn_tiny")
 QUICK_REQUESTS = 8
 
@@ -150,6 +151,8 @@ def _pipeline(context: Context) -> dict[str, Any]:
                     for element in runs[0].stage_s
                 },
                 "runner_wall_s": median(run.wall_s for run in runs),
+                "dropped": max(run.dropped for run in runs),
+                "peak_rss_mib": median(run.peak_rss for run in runs) / MIB,
             }
         )
     naive_wall_s = median(
@@ -217,6 +220,7 @@ def _latency(context: Context) -> dict[str, Any]:
                 "latency_p50_ms": p50,
                 "latency_p99_ms": p99,
                 "p99_over_model_time": p99 / (per_frame_s * MS_PER_S),
+                "peak_rss_mib": median(run.peak_rss for run in setting_runs) / MIB,
             }
         )
     return {
