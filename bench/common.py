@@ -8,6 +8,7 @@ up to a fixed `MAX_PERSONS`, so every frame does the same work whatever the weig
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -130,6 +131,14 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, process_status("VmRSS"))
+
+
+def emit(report: dict[str, Any], out: Path | None, indent: int | None = None) -> None:
+    """Print a benchmark's JSON report, and write it to `out` too when given."""
+    text = json.dumps(report, indent=indent)
+    print(text)
+    if out is not None:
+        out.write_text(text + "\n")
 
 
 def timed(function: Callable[[], object]) -> float:

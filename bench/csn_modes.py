@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from bench.common import TORCH_THREADS, environment, median
+from bench.common import TORCH_THREADS, emit, environment, median
 from models.checkpoint import build_from_checkpoint, read_metadata
 
 BATCH = 8
@@ -94,10 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     separate = sorted(args.separate.glob("csn_*.safetensors"))
     if not separate:
         parser.error(f"--separate {args.separate}: no csn_<head>.safetensors there")
-    text = json.dumps(compare(args.shared, separate), indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(compare(args.shared, separate), args.out, indent=2)
     return 0
 
 

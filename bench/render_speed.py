@@ -11,12 +11,12 @@ whatever else the machine runs) and by wall clock. Prints one JSON line, optiona
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from bench.common import emit
 from tps.synth import SYNTH_ACTIONS, SynthVideo
 
 PEOPLE_COUNTS = (1, 2, 3)
@@ -57,10 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cpu, wall = _time(videos, args.frames, draw)
             figures[f"{name}_fps_cpu_people{people}"] = round(count / cpu, 1)
             figures[f"{name}_fps_wall_people{people}"] = round(count / wall, 1)
-    text = json.dumps(figures)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(figures, args.out)
     return 0
 
 

@@ -11,7 +11,6 @@ writes it to a file:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.common import emit
 from tps.formats import Box, GroundTruth, GtHuman, GtPart, PredHuman, Prediction, PredPart
 from tps.scorer import evaluate
 from tps.vocabulary import ACTIONS, PARTS, STATES, frame_key
@@ -110,10 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seconds_all": [round(s, 3) for s in seconds],
         "score": result.score,
     }
-    text = json.dumps(figures)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(figures, args.out)
     return 0
 
 

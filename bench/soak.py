@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import logging
 import socket
 import subprocess
@@ -36,6 +35,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from bench.common import (  # noqa: E402
     REPO,
+    emit,
     environment,
     parser_data,
     process_status,
@@ -248,10 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as temp:
         workdir = args.workdir or Path(temp)
         report = soak(args.streams, args.minutes, args.restart_every, workdir)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(report, args.out, indent=2)
     return 1 if report["events_lost"] else 0
 
 
