@@ -15,6 +15,9 @@ many streams share the machine.
 from __future__ import annotations
 
 import logging
+import math
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +30,43 @@ log = logging.getLogger(__name__)
 LOST_AFTER_S = 10.0
 """The gate counts frames opened this recently: one in flight for longer was lost on its way
 (a stream torn down mid-frame), and must not hold a place for ever."""
+ACTIVE_S = 1.0
+"""A stream that offered a frame this recently takes its turn at the gate."""
+
+
+class FairGate:
+    """Gives free places to the streams in turn: the stream served longest ago goes first.
+
+    Admitting whichever frame comes first after a place frees up starves a stream whose frames
+    happen to arrive just after the others' (paced sources keep their phase). Here a free place
+    waits for the active stream (one that offered a frame in the last `ACTIVE_S`) that was admitted
+    longest ago; frames of other streams are dropped meanwhile, at most one frame interval.
+    Shared by every stream of a process, like the side table.
+    """
+
+    def __init__(self) -> None:
+        self._offered: dict[str, float] = {}
+        self._admitted: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, stream: str, room: bool) -> bool:
+        """Whether a frame of `stream` goes in now; `room`: a place is free."""
+        now = time.monotonic()
+        with self._lock:
+            self._offered[stream] = now
+            if not room:
+                return False
+            never = -math.inf
+            active = [name for name, at in self._offered.items() if now - at <= ACTIVE_S]
+            if self._admitted.get(stream, never) > min(
+                self._admitted.get(n, never) for n in active
+            ):
+                return False
+            self._admitted[stream] = now
+            return True
+
+
+_default_gate = FairGate()
 
 
 class StampStage:
@@ -37,18 +77,26 @@ class StampStage:
         table: where records are opened.
         first_index: the first frame's index (a restarted stream continues its numbering).
         max_in_flight: drop a frame while this many frames, of every stream on `table`, are in
-            flight (opened and not yet published); 0 admits every frame. Dropped frames keep their
-            index, so indices stay the source's frame numbers.
+            flight (opened and not yet published), or while a free place waits for another
+            stream's turn (`FairGate`); 0 admits every frame. Dropped frames keep their index, so
+            indices stay the source's frame numbers.
+        gate: whose turn it is, shared by the streams on `table` (default: the process's).
     """
 
     def __init__(
-        self, stream: str, table: FrameTable, first_index: int = 0, max_in_flight: int = 0
+        self,
+        stream: str,
+        table: FrameTable,
+        first_index: int = 0,
+        max_in_flight: int = 0,
+        gate: FairGate | None = None,
     ) -> None:
         self.stream = stream
         self.table = table
         self.first_index = first_index
         self.next_index = first_index
         self.max_in_flight = max_in_flight
+        self.gate = _default_gate if gate is None else gate
 
     @classmethod
     def from_properties(cls, values: Mapping[str, Any]) -> StampStage:
@@ -70,8 +118,9 @@ class StampStage:
         index = self.next_index
         self.next_index += 1
         hooks().frame_in(self.stream)
-        in_flight = self.table.in_flight(within_s=LOST_AFTER_S) if self.max_in_flight else 0
-        if self.max_in_flight and in_flight >= self.max_in_flight:
+        if self.max_in_flight and not self.gate.admit(
+            self.stream, self.table.in_flight(within_s=LOST_AFTER_S) < self.max_in_flight
+        ):
             frame.drop = True
             hooks().frame_dropped(self.stream)
             return

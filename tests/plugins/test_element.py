@@ -23,7 +23,7 @@ from plugins.element import (  # noqa: E402
     register_elements,
 )
 from plugins.frames import FrameError, FrameTable, default_table, map_rgb, rgb_stride  # noqa: E402
-from plugins.stamp import LOST_AFTER_S, STAMP, StampStage  # noqa: E402
+from plugins.stamp import LOST_AFTER_S, STAMP, FairGate, StampStage  # noqa: E402
 
 TIMEOUT_S = 20
 """The first gst-launch run scans every installed plugin into a fresh registry."""
@@ -55,7 +55,7 @@ def test_stamp_stage_numbers_frames_into_the_table() -> None:
 
 def test_stamp_stage_drops_frames_while_too_many_are_in_flight() -> None:
     table = FrameTable()
-    stage = StampStage("cam0", table, max_in_flight=2)
+    stage = StampStage("cam0", table, max_in_flight=2, gate=FairGate())
     stage.start()
     frames = [_frame(pts) for pts in (0, 40, 80, 120)]
     for frame in frames[:3]:
@@ -76,6 +76,28 @@ def test_stamp_stage_drops_frames_while_too_many_are_in_flight() -> None:
     late = _frame(200)
     stage.process(late)
     assert not late.drop
+
+
+def test_a_free_place_goes_to_the_stream_served_longest_ago() -> None:
+    table, gate = FrameTable(), FairGate()
+    a, b = (StampStage(name, table, max_in_flight=1, gate=gate) for name in ("a", "b"))
+    first = _frame(0)
+    a.process(first)
+    late_b = _frame(0)
+    b.process(late_b)  # no room: dropped, but b has offered and waits for its turn
+    assert not first.drop and late_b.drop
+    table.release("a", 0)
+    again = _frame(40)
+    a.process(again)  # room, but b was never served: a's frame gives way
+    assert again.drop
+    turn = _frame(40)
+    b.process(turn)
+    assert not turn.drop and table.in_flight() == 1
+    table.release("b", 40)
+    a_turn, b_again = _frame(80), _frame(80)
+    b.process(b_again)  # b was served more recently than a
+    a.process(a_turn)
+    assert b_again.drop and not a_turn.drop
 
 
 def test_stamp_stage_rejects_frames_without_pts() -> None:
