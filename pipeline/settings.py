@@ -71,8 +71,9 @@ class LiveSettings(Section):
     max_in_flight: int = Field(
         2,
         ge=0,
-        description="frames parsed at once, over all streams; a frame arriving while this many"
-        " are in flight is dropped at the stamp (0: no limit, only the leaky queue drops)",
+        description="frames parsed at once, over all streams, the places going to the streams in"
+        " turn; a frame arriving while this many are in flight, or while a free place waits for"
+        " another stream's turn, is dropped at the stamp (0: no limit, only the leaky queue drops)",
     )
     queue_frames: int = Field(1, ge=1, description="frames queued before the parser (leaky)")
 
