@@ -69,7 +69,7 @@ class LiveSettings(Section):
     """Live mode: which frames the parser takes when the input is faster than it."""
 
     max_in_flight: int = Field(
-        2,
+        1,
         ge=0,
         description="frames parsed at once, over all streams, the places going to the streams in"
         " turn; a frame arriving while this many are in flight, or while a free place waits for"
