@@ -147,5 +147,6 @@ def test_sigint_flushes_publishes_stopped_and_leaves_a_playable_video(random_wei
     assert states(events, "long")[-1] == "stopped"
     video = tmp_path / "out" / "long.mp4"
     frames = sum(1 for _ in iterate_frames(str(video)))
-    assert frames >= 10, "the annotated MP4 is finished and playable"
+    published = sum(1 for _, event in events if event["type"] == "frame")
+    assert frames >= published > 0, "the annotated MP4 is finished and holds every parsed frame"
     assert free_endpoint()  # the port of the run is free again
