@@ -93,6 +93,22 @@ def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch])
 
 
+class EpochBatches:
+    """The base of each recipe's batch iterator: one epoch's sample order and random draws.
+
+    Both come from `epoch_rng` (seed, epoch) alone, so a resumed run sees the same batches.
+    """
+
+    def __init__(self, samples: int, batch_size: int, seed: int, epoch: int) -> None:
+        self.rng = epoch_rng(seed, epoch)
+        self.order = self.rng.permutation(samples)
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        """Full batches in the epoch."""
+        return len(self.order) // self.batch_size
+
+
 def make_optimizer(
     params: Iterable[nn.Parameter],
     lr: float,

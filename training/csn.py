@@ -49,9 +49,9 @@ from tps.labels import part_labels
 from tps.vocabulary import PART_TYPES
 from training.common import (
     Checkpointer,
+    EpochBatches,
     TrainConfigBase,
     TrainError,
-    epoch_rng,
     fit,
     seed_everything,
 )
@@ -225,17 +225,13 @@ ClipBatch = tuple[Tensor, dict[str, Tensor]]
 """(normalised clips N,3,T,H,W float32, head -> (N,) int64 targets)."""
 
 
-class ClipBatches:
+class ClipBatches(EpochBatches):
     """One epoch of random clips, one per video, in an order fixed by (seed, epoch)."""
 
     def __init__(self, videos: ClipVideos, config: CsnConfig, epoch: int) -> None:
+        super().__init__(len(videos), config.batch_size, config.seed, epoch)
         self.videos = videos
         self.config = config
-        self.rng = epoch_rng(config.seed, epoch)
-        self.order = self.rng.permutation(len(videos))
-
-    def __len__(self) -> int:
-        return len(self.order) // self.config.batch_size
 
     def __iter__(self) -> Iterator[ClipBatch]:
         config = self.config

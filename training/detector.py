@@ -49,9 +49,9 @@ from tps.formats import GtHuman
 from tps.vocabulary import PARTS
 from training.common import (
     Checkpointer,
+    EpochBatches,
     TrainConfigBase,
     TrainError,
-    epoch_rng,
     fit,
     seed_everything,
 )
@@ -286,13 +286,12 @@ def _batch_count(samples: int, batch_size: int) -> int:
     return max(1, samples // batch_size) if samples else 0
 
 
-class PersonBatches:
+class PersonBatches(EpochBatches):
     """One epoch of augmented person-detector batches, in an order fixed by (seed, epoch)."""
 
     def __init__(self, samples: FrameSamples, config: PersonConfig, epoch: int) -> None:
+        super().__init__(len(samples), config.batch_size, config.seed, epoch)
         self.samples, self.config = samples, config
-        self.rng = epoch_rng(config.seed, epoch)
-        self.order = self.rng.permutation(len(samples))
 
     def __len__(self) -> int:
         return _batch_count(len(self.samples), self.config.batch_size)
@@ -538,7 +537,7 @@ def part_samples(
     return samples, persons
 
 
-class PartBatches:
+class PartBatches(EpochBatches):
     """One epoch of part-detector batches (jittered, noisy, painted crops), fixed by the epoch."""
 
     def __init__(
@@ -548,9 +547,8 @@ class PartBatches:
         config: PartsConfig,
         epoch: int,
     ) -> None:
+        super().__init__(len(persons), config.batch_size, config.seed, epoch)
         self.samples, self.persons, self.config = samples, persons, config
-        self.rng = epoch_rng(config.seed, epoch)
-        self.order = self.rng.permutation(len(persons))
 
     def __len__(self) -> int:
         return _batch_count(len(self.persons), self.config.batch_size)

@@ -39,9 +39,9 @@ from models.hrnet import (
 from parsing.inputs import frame_tensor, normalize_batch, pose_crops
 from training.common import (
     Checkpointer,
+    EpochBatches,
     TrainConfigBase,
     TrainError,
-    epoch_rng,
     fit,
     seed_everything,
 )
@@ -319,17 +319,13 @@ PoseBatch = tuple[Tensor, Tensor, Tensor]
 """(normalised crops N,3,h,w float32, targets N,K,H/4,W/4 float32, weights N,K float32)."""
 
 
-class PoseBatches:
+class PoseBatches(EpochBatches):
     """One epoch of augmented pose batches, built lazily in an order fixed by (seed, epoch)."""
 
     def __init__(self, samples: PoseSamples, config: PoseConfig, epoch: int) -> None:
+        super().__init__(len(samples), config.batch_size, config.seed, epoch)
         self.samples = samples
         self.config = config
-        self.rng = epoch_rng(config.seed, epoch)
-        self.order = self.rng.permutation(len(samples))
-
-    def __len__(self) -> int:
-        return len(self.order) // self.config.batch_size
 
     def __iter__(self) -> Iterator[PoseBatch]:
         config = self.config
