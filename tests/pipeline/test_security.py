@@ -60,6 +60,15 @@ def status(stream: str, sequencer: EventSequencer) -> tuple[str, bytes]:
     return topic, encode(event)
 
 
+def curve_subscriber(endpoint: str, server_public: bytes, certificate: Path) -> EventSubscriber:
+    """A subscriber that speaks CURVE to `server_public` with the key pair of `certificate`."""
+    return EventSubscriber(
+        endpoint,
+        curve_server_key=server_public,
+        curve_keys=CurveKeys.from_certificate(certificate),
+    )
+
+
 def test_keys_command_writes_a_pair_the_broker_and_publisher_accept(tmp_path, capsys):
     public, secret = make_keys(tmp_path / "k", "server", capsys)
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
@@ -80,16 +89,8 @@ def test_only_an_admitted_subscriber_receives(keys):
     sequencer = EventSequencer()
     with (
         EventPublisher(LOOPBACK_ANY, curve=server, curve_allow=keys["allow"]) as publisher,
-        EventSubscriber(
-            publisher.endpoint,
-            curve_server_key=server.public,
-            curve_keys=CurveKeys.from_certificate(keys["reader"]),
-        ) as reader,
-        EventSubscriber(
-            publisher.endpoint,
-            curve_server_key=server.public,
-            curve_keys=CurveKeys.from_certificate(keys["stranger"]),
-        ) as stranger,
+        curve_subscriber(publisher.endpoint, server.public, keys["reader"]) as reader,
+        curve_subscriber(publisher.endpoint, server.public, keys["stranger"]) as stranger,
         EventSubscriber(publisher.endpoint) as plain,
     ):
         assert publisher.wait_for_subscriber(RECEIVE_WAIT_S)
@@ -113,11 +114,7 @@ def test_a_worker_publishes_through_a_curve_broker(keys, tmp_path, capsys):
         with pytest.raises(PublisherError, match="needs the server's public key"):
             EventPublisher(f">{broker.frontend}", curve=worker)
         with (
-            EventSubscriber(
-                broker.backend,
-                curve_server_key=curve.public,
-                curve_keys=CurveKeys.from_certificate(keys["reader"]),
-            ) as reader,
+            curve_subscriber(broker.backend, curve.public, keys["reader"]) as reader,
             EventPublisher(
                 f">{broker.frontend}", curve=worker, curve_server_key=curve.public
             ) as publisher,
