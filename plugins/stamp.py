@@ -7,9 +7,10 @@ downstream, so the elements after it find the record by (stream, PTS)::
     gst-launch-1.0 videotestsrc ! video/x-raw,format=RGB ! tpsstamp stream=cam0 ! fakesink
 
 In live mode it also admits frames: with ``max-in-flight=K``, a frame that arrives while K frames
-(of all the process's streams) are being parsed is dropped here and counted, rather than queued;
-every parsed frame is a fresh one, and the latency stays near one pass through the parser however
-many streams share the machine.
+(of all the process's streams) are being parsed, or while a free place waits for another stream's
+turn (`FairGate`), is dropped here and counted, rather than queued; every parsed frame is a fresh
+one, and the latency stays near one pass through the parser however many streams share the
+machine.
 """
 
 from __future__ import annotations
