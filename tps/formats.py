@@ -6,8 +6,10 @@ and one state (``"verb"``); a prediction (``pred_*``) gives each part lists of p
 states, at most `MAX_PROPOSALS` per part and `MAX_HUMANS` humans per frame, without scores.
 
 Boxes are ``(x1, y1, x2, y2)`` in pixels of the frame, with inclusive corners (the scorer counts
-``x2 - x1 + 1`` pixels). Reading validates everything the scorer relies on and raises `FormatError`
-with one line naming the file, video, frame, human (0-based position in the list), part and field.
+``x2 - x1 + 1`` pixels). A box read with ``x2 < x1`` or ``y2 < y1`` is kept as given, because the
+official scorer scores it so; one warning per file counts them. Reading validates everything the
+scorer relies on and raises `FormatError` with one line naming the file, video, frame, human
+(0-based position in the list), part and field.
 Keys the scorer ignores (``"number"``, ``"name"``, ...) are accepted and dropped. Frame keys are
 taken as given (normally ``img_00001.json``, see `tps.vocabulary.frame_key`).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -188,15 +191,22 @@ def _field(content: dict[str, Any], key: str) -> Any:
 
 
 def _box(value: object, what: str = "box") -> Box:
-    """Validate ``[x1, y1, x2, y2]``: four finite numbers with x1 <= x2 and y1 <= y2."""
+    """Validate ``[x1, y1, x2, y2]``: four numbers, none NaN, taken as given.
+
+    The official scorer reads boxes without checking their order, so ``x2 < x1`` or ``y2 < y1``
+    is accepted and scored as it is (`tps.scorer.inclusive_iou`); `_read_parts` counts such boxes.
+    Infinities pass too (the official reader accepts them); NaN and non-numbers do not.
+    """
     if type(value) is list and len(value) == 4 and all(type(v) in (int, float) for v in value):
         x1, y1, x2, y2 = (float(v) for v in value)
-        if math.isfinite(x1 + y1 + x2 + y2) and x1 <= x2 and y1 <= y2:
+        if not any(math.isnan(v) for v in (x1, y1, x2, y2)):
             return (x1, y1, x2, y2)
-    raise _Invalid(
-        f"{what} must be 4 finite numbers [x1, y1, x2, y2] with x1 <= x2 and y1 <= y2, "
-        f"got {_show(value)}"
-    )
+    raise _Invalid(f"{what} must be 4 numbers [x1, y1, x2, y2], none NaN, got {_show(value)}")
+
+
+def reversed_box(box: Box) -> bool:
+    """Whether `box` has ``x2 < x1`` or ``y2 < y1`` (scored as given, not reordered)."""
+    return box[2] < box[0] or box[3] < box[1]
 
 
 def _verb(value: object, what: str = "verb") -> str:
@@ -261,6 +271,7 @@ def _read_parts(path: Path, predicted: bool) -> dict[str, dict[str, list[Any]]]:
     parse_part = _pred_part if predicted else _gt_part
     where = _Where()
     result: dict[str, dict[str, list[Any]]] = {}
+    reversed_boxes = 0
     try:
         for video, frames in _object(data, "the file (video -> frames)").items():
             where.video = video
@@ -282,6 +293,9 @@ def _read_parts(path: Path, predicted: bool) -> dict[str, dict[str, list[Any]]]:
                             raise _Invalid(f"unknown part, expected one of {', '.join(PARTS)}")
                         parts[name] = parse_part(_object(part, "part"))
                     where.part = None
+                    reversed_boxes += reversed_box(box) + sum(
+                        map(reversed_box, _part_boxes(parts.values()))
+                    )
                     parsed_humans.append(
                         PredHuman(box=box, parts=parts) if predicted else GtHuman(box, parts)
                     )
@@ -289,7 +303,18 @@ def _read_parts(path: Path, predicted: bool) -> dict[str, dict[str, list[Any]]]:
             where.frame = None
     except _Invalid as error:
         raise FormatError(f"{path}: {_located(where)}{error}") from None
+    if reversed_boxes:
+        log.warning("%s: %d boxes with x2 < x1 or y2 < y1, scored as given", path, reversed_boxes)
     return result
+
+
+def _part_boxes(parts: Iterable[GtPart | PredPart]) -> Iterator[Box]:
+    """Every box of `parts`: the GT part's one box, or each proposal box."""
+    for part in parts:
+        if isinstance(part, GtPart):
+            yield part.box
+        else:
+            yield from part.boxes
 
 
 def _directory(directory: str | Path) -> Path:

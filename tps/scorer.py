@@ -8,6 +8,9 @@ the right state (credit divided by the number of proposals). The score is the ar
 Every quirk is kept, because rankings hinge on them:
 
 - IoU counts inclusive pixels (``x2 - x1 + 1``) and is -1 for boxes that do not overlap.
+- Boxes are scored as given: one with ``x2 < x1`` or ``y2 < y1`` is not reordered. Its intersection
+  width or height then comes out <= 0 (so the IoU is -1) unless the reversal is under one pixel,
+  where the small positive width enters the area and the union as it is.
 - Human IoU is float32 (boxes cast to float32, float32 arithmetic), padded to a square matrix with
   zeros (which makes it float64 when padding happens) and matched with
   `scipy.optimize.linear_sum_assignment` on ``1 - IoU``; pairs need IoU > 0.5, strictly.
@@ -128,6 +131,10 @@ def inclusive_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
         boxes_a: (..., 4) x1, y1, x2, y2; the ground-truth side of the official formula.
         boxes_b: (..., 4) the predicted side; dtype must equal `boxes_a`'s.
 
+    Boxes are taken as given, with no reordering: a box with ``x2 < x1`` or ``y2 < y1`` gives the
+    official formula's value (`NO_OVERLAP_IOU` whenever the intersection width or height is <= 0,
+    which any reversal of a pixel or more causes).
+
     Returns:
         (...) IoU in the inputs' dtype (float32 in, float32 arithmetic out), `NO_OVERLAP_IOU`
         where the boxes do not overlap. The operation order is the official one, so float32 and
@@ -214,6 +221,7 @@ class _Flat:
     and boxes follow in ``proposal_*``.
     """
 
+    frame_names: list[str] = field(default_factory=list)
     frame_parts: list[int] = field(default_factory=list)
     gt_humans: list[int] = field(default_factory=list)
     gt_human_boxes: list[Box] = field(default_factory=list)
@@ -265,6 +273,7 @@ class _Flat:
             raise FormatError(
                 f"{where}: unknown part {error.args[0]!r}, expected one of {', '.join(PARTS)}"
             ) from None
+        self.frame_names.append(where)
         self.frame_parts.append(n_parts)
         self.gt_humans.append(len(gt_humans))
         self.gt_human_boxes.extend([human.box for human in gt_humans])
@@ -348,6 +357,13 @@ def _matched_pairs(
     pred_humans_xyxy[pred_frame, pred_slot] = _boxes(flat.pred_human_boxes, np.float32)
     # (S, Gmax, Pmax) float32
     human_ious = inclusive_iou(gt_humans_xyxy[:, :, None, :], pred_humans_xyxy[:, None, :, :])
+    undefined = np.isnan(human_ious).any(axis=(1, 2))
+    if undefined.any():
+        where = flat.frame_names[int(np.argmax(undefined))]
+        raise FormatError(
+            f"{where}: a human IoU is NaN (infinite box coordinates), which the official "
+            "matching cannot take"
+        )
     gt_first = (np.cumsum(gt_humans) - gt_humans).tolist()
     pred_first = (np.cumsum(pred_humans) - pred_humans).tolist()
     pairs_gt: list[np.ndarray] = [np.zeros(0, dtype=np.intp)]

@@ -1,7 +1,7 @@
 """``run.py eval --gt DIR --pred DIR``: the official Kinetics-TPS score of a prediction.
 
-Prints ``score 0.xxxx  video accuracy 0.xxxx`` (with ``--ci``, a 95% bootstrap interval over
-videos, `tps.scorer.ScoreResult.interval`) or, with ``--json``, the full result
+Prints ``score 0.xxxx  video accuracy 0.xxxx  mean PSC 0.xxxx`` (with ``--ci``, a 95% bootstrap
+interval over videos, `tps.scorer.ScoreResult.interval`) or, with ``--json``, the full result
 (`tps.scorer.ScoreResult.as_dict`). Thresholds default to the official 0.5 (human, strict) and
 0.3 (part, inclusive).
 """
@@ -42,7 +42,10 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         print(result.to_json())
     else:
-        line = f"score {result.score:.4f}  video accuracy {result.video_accuracy:.4f}"
+        line = (
+            f"score {result.score:.4f}  video accuracy {result.video_accuracy:.4f}"
+            f"  mean PSC {result.mean_psc:.4f}"
+        )
         if args.ci:
             low, high = result.interval()
             line += f"  95% interval {low:.4f}-{high:.4f} ({len(result.per_video)} videos)"

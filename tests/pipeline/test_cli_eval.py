@@ -53,7 +53,7 @@ def dirs(tmp_path):
 def test_eval_prints_score_and_accuracy(dirs, capsys):
     assert main(["eval", "--gt", str(dirs / "gt"), "--pred", str(dirs / "pred")]) == 0
     # PSC per video: frame 1 gets 1 of 2 parts, frame 2 is missing: (0.5 + 0) / 2.
-    assert capsys.readouterr().out == "score 0.2500  video accuracy 1.0000\n"
+    assert capsys.readouterr().out == "score 0.2500  video accuracy 1.0000  mean PSC 0.2500\n"
     assert main(["eval", "--gt", str(dirs / "gt"), "--pred", str(dirs / "pred"), "--ci"]) == 0
     assert capsys.readouterr().out.endswith("95% interval 0.2500-0.2500 (2 videos)\n")
 
@@ -85,7 +85,7 @@ def test_baseline_writes_a_prediction_that_eval_reads(dirs, capsys):
     assert main([*argv, "--mode", "video-labels"]) == 0
     assert str(out / PRED_PART_FILE) in capsys.readouterr().out
     assert main(["eval", "--gt", str(dirs / "gt"), "--pred", str(out)]) == 0
-    assert capsys.readouterr().out == "score 0.9999  video accuracy 1.0000\n"
+    assert capsys.readouterr().out == "score 0.9999  video accuracy 1.0000  mean PSC 1.0000\n"
 
 
 def break_json(tmp):

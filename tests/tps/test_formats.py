@@ -145,14 +145,20 @@ WHERE = f"{PRED_PART_FILE}: video 'v3' frame '{KEY}'"
     [
         pytest.param(
             {"humans": [pred_human(), pred_human(left_arm={"box": [[1, 2]], "verb": ["bend"]})]},
-            f"{WHERE} human 1 part 'left_arm': box 0 must be 4 finite numbers [x1, y1, x2, y2] "
-            "with x1 <= x2 and y1 <= y2, got [1, 2]",
+            f"{WHERE} human 1 part 'left_arm': box 0 must be 4 numbers [x1, y1, x2, y2], "
+            "none NaN, got [1, 2]",
             id="short-box",
         ),
         pytest.param(
-            {"humans": [pred_human(head={"box": [[5, 0, 1, 1]], "verb": ["bend"]})]},
-            "human 0 part 'head': box 0 must be 4 finite numbers",
-            id="inverted-box",
+            {"humans": [pred_human(head={"box": [[5, 0, float("nan"), 1]], "verb": ["bend"]})]},
+            "human 0 part 'head': box 0 must be 4 numbers [x1, y1, x2, y2], none NaN, "
+            "got [5, 0, NaN, 1]",
+            id="nan-coordinate",
+        ),
+        pytest.param(
+            {"humans": [pred_human(head={"box": [[5, 0, "1", 1]], "verb": ["bend"]})]},
+            "human 0 part 'head': box 0 must be 4 numbers",
+            id="string-coordinate",
         ),
         pytest.param(
             {"humans": [pred_human(head={"box": [[0, 0, True, 1]], "verb": ["bend"]})]},
@@ -214,7 +220,7 @@ def test_read_pred_names_file_video_frame_human_part(tmp_path, frame, message):
                 }
             },
             None,
-            f"{GT_PART_FILE}: video 'v' frame '{KEY}' human 0 part 'head': box must be 4 finite",
+            f"{GT_PART_FILE}: video 'v' frame '{KEY}' human 0 part 'head': box must be 4 numbers",
             id="gt-box-list",
         ),
         pytest.param(
