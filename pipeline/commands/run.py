@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -64,12 +66,19 @@ def configure(args: argparse.Namespace) -> PipelineConfig:
     A synthetic split the config asks for is rendered first (only once), since its sources may
     be the split's videos.
     """
-    prepare(load_config(args.config, _GenerateOnly).generate)
+    if not args.source:
+        prepare(load_config(args.config, _GenerateOnly).generate)
     config = load_config(args.config, PipelineConfig)
     data = config.model_dump(mode="python", exclude_unset=False)
     apply_overrides(data, args.set, str(args.config))
     if args.source:
-        data["sources"] = [{"uri": uri} for uri in args.source]
+        ids = unique_ids([source_name(uri) for uri in args.source])
+        data["sources"] = [{"id": i, "uri": uri} for i, uri in zip(ids, args.source, strict=True)]
+        # the config's ground truth and generator belong to its own videos, not to these
+        data["ground_truth"] = None
+        data["generate"] = None
+        if not args.out:
+            data["output"] = {**data["output"], "dir": Path("out") / "_".join(ids)[:80]}
     if args.mode:
         data["mode"] = args.mode
     if args.publish:
@@ -81,6 +90,24 @@ def configure(args: argparse.Namespace) -> PipelineConfig:
     if args.out:
         data["output"] = {**data["output"], "dir": args.out}
     return validate(PipelineConfig, data, f"{args.config} (with command-line options)")
+
+
+def source_name(uri: str) -> str:
+    """A stream id a user recognises: a file's stem, an RTSP path's last part, a device's name."""
+    path = urlsplit(uri).path if "://" in uri else uri
+    name = Path(unquote(path)).stem or urlsplit(uri).hostname or urlsplit(uri).scheme
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "stream"
+
+
+def unique_ids(names: list[str]) -> list[str]:
+    """`names` with a repeated one numbered (clip, clip_1, ...)."""
+    seen: dict[str, int] = {}
+    ids = []
+    for name in names:
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        ids.append(name if count == 0 else f"{name}_{count}")
+    return ids
 
 
 def summarise(config: PipelineConfig, report: RunReport) -> None:
