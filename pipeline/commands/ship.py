@@ -71,6 +71,8 @@ def handle(args: argparse.Namespace) -> int:
     total = sum(network["bytes"] for network in networks.values())
     if total > MAX_TOTAL_BYTES:
         raise ConfigError(f"weights total {total} bytes, more than {MAX_TOTAL_BYTES}")
+    manifest_path = args.to / "manifest.json"
+    previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     manifest = {
         "code_commit": _commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -78,6 +80,8 @@ def handle(args: argparse.Namespace) -> int:
         "total_bytes": total,
         "networks": networks,
     }
-    (args.to / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    if "real" in previous:  # the converted real set (make real-weights) is not ours to rewrite
+        manifest["real"] = previous["real"]
+    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"shipped {len(networks)} networks ({total / 1e6:.1f} MB) and prior.json to {args.to}")
     return 0
