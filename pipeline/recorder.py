@@ -11,6 +11,13 @@ last clip decision for that type, in every frame, so early frames get the decisi
 whole video (the report's video-level part labels). ``frame`` keeps the state
 each frame event carried when it was published (what a live viewer saw). Parts without any state
 are left out.
+
+Missing annotated frames (they score 0) are told apart by the frame events' ``seq``, which counts a
+stream's frame events from 0 without gaps. An annotated ``frame_index`` missing between two frame
+events with consecutive ``seq`` never became an event: live mode's admission gate (`tpsstamp`
+``max-in-flight``) skipped it by design, and dropped frames keep their index, so indices have gaps.
+One missing where ``seq`` jumps was lost with the events that never arrived. The first is logged
+at INFO, the second as a WARNING that also counts the lost events.
 """
 
 from __future__ import annotations
@@ -32,6 +39,13 @@ class RecordError(Exception):
     """A recorder was configured wrongly."""
 
 
+def _annotated_between(after: int, before: int) -> int:
+    """How many annotated frame indices lie strictly between `after` and `before`."""
+    if before <= after + 1:
+        return 0
+    return (before - 1) // ANNOTATION_STRIDE - after // ANNOTATION_STRIDE
+
+
 @dataclass
 class _Stream:
     """What a recorder keeps of one stream."""
@@ -40,6 +54,30 @@ class _Stream:
     latest_states: dict[str, str] | None = None
     frames: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     """Annotated frame index -> the frame event's humans."""
+    last_index: int = -1
+    """The frame index of the latest frame event (-1: none yet)."""
+    last_seq: int = -1
+    """The ``seq`` of the latest frame event (-1: none yet)."""
+    skipped: int = 0
+    """Annotated frames that never became events although no frame event was lost around them:
+    skipped before publishing (live mode's admission gate)."""
+    lost: int = 0
+    """Annotated frames missing where frame events were lost (a gap in ``seq``)."""
+    lost_events: int = 0
+    """Frame events that never arrived, from the gaps in ``seq``."""
+
+    def frame(self, index: int, seq: int) -> None:
+        """Account for the annotated frames a frame event (`index`, `seq`) skipped over."""
+        missing = _annotated_between(self.last_index, index)
+        # seq starts again from 0 when a stream's publisher is opened anew (a restart).
+        lost_events = seq - self.last_seq - 1 if seq > self.last_seq else seq
+        self.lost_events += lost_events
+        if lost_events:
+            self.lost += missing
+        else:
+            self.skipped += missing
+        self.last_index = max(self.last_index, index)
+        self.last_seq = seq
 
 
 class Recorder:
@@ -65,8 +103,11 @@ class Recorder:
             if event["track_id"] is None:  # the stream's decision, not one person's
                 stream.label = event["action"]["label"]
                 stream.latest_states = states
-        elif event["frame_index"] % ANNOTATION_STRIDE == 0:
-            stream.frames[event["frame_index"]] = event["humans"]
+        else:
+            index = event["frame_index"]
+            stream.frame(index, event["seq"])
+            if index % ANNOTATION_STRIDE == 0:
+                stream.frames[index] = event["humans"]
 
     def prediction(self) -> Prediction:
         """The prediction of every stream with a clip decision, videos named by stream id."""
@@ -81,15 +122,30 @@ class Recorder:
                 frame_key(index): [self._human(stream, human) for human in humans]
                 for index, humans in sorted(stream.frames.items())
             }
-            expected = max(stream.frames, default=-1) // ANNOTATION_STRIDE + 1
-            if len(stream.frames) < expected:
-                log.warning(
-                    "stream %s: %d of %d annotated frames never arrived (dropped events?)",
-                    name,
-                    expected - len(stream.frames),
-                    expected,
-                )
+            self._report_missing(name, stream)
         return Prediction(labels=labels, parts=parts)
+
+    @staticmethod
+    def _report_missing(name: str, stream: _Stream) -> None:
+        """Log the annotated frames up to the last frame event that have no prediction."""
+        expected = stream.last_index // ANNOTATION_STRIDE + 1
+        if stream.skipped:
+            log.info(
+                "stream %s: %d of %d annotated frames never published, by design (live mode's "
+                "admission gate skips frames; no event was lost), so they have no prediction",
+                name,
+                stream.skipped,
+                expected,
+            )
+        if stream.lost or stream.lost_events:
+            log.warning(
+                "stream %s: %d of %d annotated frames lost with %d frame events that never "
+                "arrived (gaps in seq)",
+                name,
+                stream.lost,
+                expected,
+                stream.lost_events,
+            )
 
     def _human(self, stream: _Stream, human: dict[str, Any]) -> PredHuman:
         """One frame event human as a scorer human: one proposal per part that has a state."""
