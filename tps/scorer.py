@@ -144,13 +144,14 @@ def inclusive_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     y1 = np.maximum(boxes_a[..., 1], boxes_b[..., 1])
     x2 = np.minimum(boxes_a[..., 2], boxes_b[..., 2])
     y2 = np.minimum(boxes_a[..., 3], boxes_b[..., 3])
-    inter_w = x2 - x1 + 1
-    inter_h = y2 - y1 + 1
-    inter = inter_w * inter_h
-    area_a = (boxes_a[..., 2] - boxes_a[..., 0] + 1) * (boxes_a[..., 3] - boxes_a[..., 1] + 1)
-    area_b = (boxes_b[..., 2] - boxes_b[..., 0] + 1) * (boxes_b[..., 3] - boxes_b[..., 1] + 1)
-    union = area_a + area_b - inter
+    # Infinite coordinates (read as given) make inf - inf; such pairs are no-overlap or NaN.
     with np.errstate(divide="ignore", invalid="ignore"):
+        inter_w = x2 - x1 + 1
+        inter_h = y2 - y1 + 1
+        inter = inter_w * inter_h
+        area_a = (boxes_a[..., 2] - boxes_a[..., 0] + 1) * (boxes_a[..., 3] - boxes_a[..., 1] + 1)
+        area_b = (boxes_b[..., 2] - boxes_b[..., 0] + 1) * (boxes_b[..., 3] - boxes_b[..., 1] + 1)
+        union = area_a + area_b - inter
         iou = inter / union
     no_overlap = (inter_w <= 0) | (inter_h <= 0)
     return np.where(no_overlap, iou.dtype.type(NO_OVERLAP_IOU), iou)
