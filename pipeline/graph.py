@@ -20,7 +20,6 @@ from gi.repository import GLib, Gst  # noqa: E402
 
 from parsing.settings import NetworkSettings, ParserSettings  # noqa: E402
 from pipeline.gst import GstError, init, quote  # noqa: E402
-from pipeline.mp4 import configure_encoder, mp4_chain  # noqa: E402
 from pipeline.settings import PipelineConfig  # noqa: E402
 from pipeline.sources import build_source, parse_source  # noqa: E402
 
@@ -121,7 +120,12 @@ def build_stream(
         chain.append("tpsoverlay")
     chain.append(f"tpspublish endpoint={quote(endpoint)} hwm={config.publish.hwm}")
     if video_path is not None:
-        chain += mp4_chain(stream, str(video_path))
+        chain += [
+            "videoconvert",
+            "x264enc speed-preset=ultrafast tune=zerolatency",
+            "mp4mux",
+            f"filesink location={quote(str(video_path))}",
+        ]
     else:
         chain.append("fakesink sync=false")
     description = " ! ".join(chain)
@@ -129,8 +133,6 @@ def build_stream(
         body = Gst.parse_bin_from_description(description, True)
     except GLib.Error as error:
         raise GstError(f"stream {stream!r}: cannot build its chain: {error.message}") from error
-    if video_path is not None:
-        configure_encoder(body, stream)
     pipeline = Gst.Pipeline.new(stream)
     pipeline.add(source_bin)
     pipeline.add(body)
