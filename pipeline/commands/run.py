@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.config import ConfigError, apply_overrides, load_config, validate
+from pipeline.config import ConfigError, RawConfig, apply_overrides, load_config, validate
 from pipeline.runner import Runner, RunReport
 from pipeline.settings import PipelineConfig, SynthSplitSettings
 from pipeline.shard import apply_shard
@@ -68,8 +68,11 @@ def configure(args: argparse.Namespace) -> PipelineConfig:
     """
     if not args.source:
         prepare(load_config(args.config, _GenerateOnly).generate)
-    config = load_config(args.config, PipelineConfig)
-    data = config.model_dump(mode="python", exclude_unset=False)
+    if args.source:  # the config's own sources (maybe never rendered here) are replaced
+        data = dict(load_config(args.config, RawConfig).root or {})
+    else:
+        config = load_config(args.config, PipelineConfig)
+        data = config.model_dump(mode="python", exclude_unset=False)
     apply_overrides(data, args.set, str(args.config))
     if args.source:
         ids = unique_ids([source_name(uri) for uri in args.source])
@@ -78,17 +81,18 @@ def configure(args: argparse.Namespace) -> PipelineConfig:
         data["ground_truth"] = None
         data["generate"] = None
         if not args.out:
-            data["output"] = {**data["output"], "dir": Path("out") / "_".join(ids)[:80]}
+            data["output"] = {**data.get("output", {}), "dir": Path("out") / "_".join(ids)[:80]}
     if args.mode:
         data["mode"] = args.mode
     if args.publish:
-        data["publish"] = {**data["publish"], "endpoint": args.publish}
+        data["publish"] = {**data.get("publish", {}), "endpoint": args.publish}
     if args.metrics:
         enabled = args.metrics != "off"
-        address = args.metrics if enabled else data["metrics"]["address"]
-        data["metrics"] = {**data["metrics"], "enabled": enabled, "address": address}
+        data["metrics"] = {**data.get("metrics", {}), "enabled": enabled}
+        if enabled:
+            data["metrics"]["address"] = args.metrics
     if args.out:
-        data["output"] = {**data["output"], "dir": args.out}
+        data["output"] = {**data.get("output", {}), "dir": args.out}
     return validate(PipelineConfig, data, f"{args.config} (with command-line options)")
 
 
