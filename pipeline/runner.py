@@ -28,7 +28,7 @@ from pipeline.gst import NS_PER_S, error_text
 from pipeline.metrics import Metrics, MetricsServer, parse_address
 from pipeline.recorder import Recorder
 from pipeline.settings import PipelineConfig
-from pipeline.sources import SynthSource, parse_source
+from pipeline.sources import parse_source
 from plugins.element import register_elements
 from plugins.frames import default_table
 from plugins.hooks import Hooks, install
@@ -45,8 +45,6 @@ POLL_S = 0.05
 STOP_GRACE_S = 10.0
 """After SIGINT/SIGTERM, how long streams get to flush before they are torn down."""
 PROGRESS_EVERY_S = 5.0
-ENDLESS_SYNTH = "%s: no frames= given, the stream is endless; stop it with Ctrl-C"
-"""Warned at the start of an offline run, once per synthetic source without ``frames=``."""
 
 
 @dataclass
@@ -342,11 +340,6 @@ class Runner:
                 zip(self.streams, self.config.sources, strict=True)
             )
         ]
-        if self.config.mode == "offline":  # live synthetic streams run for ever on purpose (soaks)
-            for source in self.config.sources:
-                spec = parse_source(source.uri)
-                if isinstance(spec, SynthSource) and spec.frames is None:
-                    log.warning(ENDLESS_SYNTH, source.uri)
         limit = self.config.concurrent_streams or len(slots)
         stop_deadline: float | None = None
         next_progress = time.monotonic() + PROGRESS_EVERY_S
