@@ -4,6 +4,7 @@ Accepted URIs::
 
     /abs/or/relative/clip.mp4               any container/codec GStreamer decodes
     file:///abs/path/clip.mp4
+    photo.jpg, file:///abs/photo.png        a still image (.jpg, .jpeg, .png): a one-frame stream
     rtsp://host:port/path?transport=tcp&latency=200   (transport tcp|udp, latency in ms)
     v4l2:///dev/video0
     synth://?seed=1&people=2&frames=300&action=lunge  the synthetic world, rendered live
@@ -110,8 +111,19 @@ class SynthSource:
     action: str | None = None
 
 
-SourceSpec = FileSource | RtspSource | V4l2Source | SynthSource
+@dataclass(frozen=True, slots=True)
+class ImageSource:
+    """A still image (`IMAGE_SUFFIXES`) decoded once: a stream of one frame, then end of stream."""
 
+    kind: ClassVar[str] = "image"
+    uri: str
+    path: Path
+
+
+SourceSpec = FileSource | ImageSource | RtspSource | V4l2Source | SynthSource
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+"""File name endings (any case) read as still images rather than videos."""
 _RTSP_SCHEMES = ("rtsp", "rtsps", "rtspt", "rtspu")
 _SCHEMES = ("file", *_RTSP_SCHEMES, "v4l2", "synth")
 
@@ -149,12 +161,14 @@ def _reject_unknown(uri: str, options: dict[str, str], known: tuple[str, ...]) -
         )
 
 
-def _file_source(uri: str, path_text: str) -> FileSource:
+def _file_source(uri: str, path_text: str) -> FileSource | ImageSource:
     if not path_text:
         raise SourceError(f"source {uri!r}: missing file path")
     path = Path(path_text).expanduser().resolve()
     if not path.is_file():
         raise SourceError(f"source {uri!r}: no such file {str(path)!r}")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSource(uri, path)
     return FileSource(uri, path)
 
 
@@ -213,6 +227,10 @@ def _decode(spec: SourceSpec, name: str) -> str:
     """The gst-launch fragment producing decoded video for `spec`."""
     if isinstance(spec, FileSource):
         return f"filesrc location={quote(str(spec.path))} ! decodebin"
+    if isinstance(spec, ImageSource):
+        # imagefreeze gives the one decoded picture a timestamp (0) and a frame rate (the caps
+        # ask for one, else 25/1) in place of the decoder's 0/1, then ends the stream
+        return f"filesrc location={quote(str(spec.path))} ! decodebin ! imagefreeze num-buffers=1"
     if isinstance(spec, RtspSource):
         return (
             f"rtspsrc location={quote(spec.location)} protocols={spec.transport}"
