@@ -66,12 +66,12 @@ def pck_counts(pred_xy: np.ndarray | None, box, kp, to_coco) -> tuple[int, int]:
     return hit, total
 
 
-def timed(session, feed, repeats: int = 20) -> float:
-    session.run(None, feed)
+def timed(run, x, repeats: int = 20) -> float:
+    run(x)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        session.run(None, feed)
+        run(x)
         times.append(time.perf_counter() - t0)
     return 1000 * float(np.median(times))
 
@@ -81,7 +81,7 @@ def eval_multipose(model: rm.MultiPose, sets, threshold: float) -> dict:
     for name, images in sets.items():
         found = gt = hit = total = 0
         for frame, people in images:
-            poses = model(frame, threshold)
+            (poses,) = model([frame], threshold)
             used: set[int] = set()
             for box, kp, to_coco in people:
                 gt += 1
@@ -130,14 +130,14 @@ def main() -> None:
         frame = sets["ochuman"][0][0]
         hw = rm.multipose_input_hw(frame.shape[:2], long_side)
         x = rm.to_input(rm.sample_box(frame, rm.letterbox_box(frame.shape[:2], hw), hw))
-        res["ms"] = round(timed(model.session, {model.input_name: x}), 1)
+        res["ms"] = round(timed(model.run, x), 1)
         res["input"] = list(hw)
         report[f"{rm.MULTIPOSE}@{long_side}"] = res
     for name in (rm.LIGHTNING, rm.THUNDER):
         model = rm.open_real(name, args.weights)
         res = eval_single(model, sets)
         x = np.zeros((1, *model.input_hw, 3), np.int32)
-        res["ms"] = round(timed(model.session, {model.input_name: x}), 1)
+        res["ms"] = round(timed(model.run, x), 1)
         report[name] = res
     print(json.dumps(report, indent=1))
 

@@ -12,7 +12,7 @@ with the ONNX exporter so a torch model and its exported file agree:
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Literal, Self, TypeVar
 
@@ -73,6 +73,18 @@ def check_batch(inputs: object, engine_name: str) -> np.ndarray:
     if not np.issubdtype(inputs.dtype, np.number):
         raise EngineError(f"{engine_name}: expected a numeric array, got dtype {inputs.dtype}")
     return inputs
+
+
+def run_one_by_one(
+    run_one: Callable[[np.ndarray], dict[str, np.ndarray]], inputs: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Run a network whose graph fixes the batch axis at 1 on a batch (N, ...), one sample a call.
+
+    Some shipped files (the MoveNet ONNX models) were exported with batch 1; a batch of N still
+    goes through one `Engine.run`, as N runs whose outputs are concatenated along axis 0.
+    """
+    outputs = [run_one(inputs[index : index + 1]) for index in range(inputs.shape[0])]
+    return {name: np.concatenate([out[name] for out in outputs]) for name in outputs[0]}
 
 
 class Engine(abc.ABC):

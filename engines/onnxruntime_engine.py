@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from engines.base import Engine, EngineError, Precision, check_batch
+from engines.base import Engine, EngineError, Precision, check_batch, run_one_by_one
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,11 @@ DEFAULT_PROVIDERS = (CUDA_PROVIDER, CPU_PROVIDER)
 DEFAULT_INTRA_OP_THREADS = 2
 DEFAULT_INTER_OP_THREADS = 1
 # ONNX tensor element type -> numpy dtype the input is cast to, and the precision it implies.
-ONNX_INPUT_TYPES: dict[str, tuple[type[np.floating], Precision]] = {
+# int32 inputs are images in 0..255 that the graph normalises itself (the MoveNet models).
+ONNX_INPUT_TYPES: dict[str, tuple[type[np.number], Precision]] = {
     "tensor(float)": (np.float32, "fp32"),
     "tensor(float16)": (np.float16, "fp16"),
+    "tensor(int32)": (np.int32, "fp32"),
 }
 
 
@@ -44,7 +46,9 @@ class OnnxRuntimeEngine(Engine):
 
     Raises:
         EngineError: missing file, unloadable model, no usable provider, not exactly one input,
-            or an input type other than float32/float16.
+            or an input type other than float32/float16/int32.
+
+    A graph whose batch axis is fixed at 1 runs a batch of N as N runs inside one `run`.
     """
 
     def __init__(
@@ -91,6 +95,7 @@ class OnnxRuntimeEngine(Engine):
         self._session: ort.InferenceSession | None = session
         self._input_dtype, self.precision = ONNX_INPUT_TYPES[inputs[0].type]
         self.input_name = inputs[0].name
+        self.batch_of_one = inputs[0].shape[0] == 1
         self._output_names = tuple(output.name for output in session.get_outputs())
         self.device = "cuda" if session.get_providers()[0] == CUDA_PROVIDER else "cpu"
         self.path = path
@@ -112,6 +117,8 @@ class OnnxRuntimeEngine(Engine):
         if self._session is None:
             raise EngineError(f"OnnxRuntimeEngine: run() on {self.path.name} after close()")
         check_batch(inputs, "OnnxRuntimeEngine")
+        if self.batch_of_one and inputs.shape[0] > 1:
+            return run_one_by_one(self.run, inputs)
         feed = {self.input_name: np.ascontiguousarray(inputs, dtype=self._input_dtype)}
         try:
             outputs = self._session.run(None, feed)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engines.base import Engine, EngineError, Precision, check_batch
+from engines.base import Engine, EngineError, Precision, check_batch, run_one_by_one
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,8 @@ class TensorRTEngine(Engine):
             one shape, drawn from real inputs.
         cache_dir: where plans and calibration tables are kept (created if missing).
         shape_profile: (min, opt, max) batch sizes the plan accepts; it is tuned for `opt`.
+            (1, 1, 1) for a graph that fixes the batch axis at 1: a batch of N then runs as N
+            runs inside one `run`.
         workspace_bytes: the builder's workspace memory limit.
         device: the CUDA device the plan runs on.
 
@@ -318,6 +320,8 @@ class TensorRTEngine(Engine):
         """Run the plan on a batch (N, ...) with min <= N <= max; returns float32 outputs."""
         check_batch(inputs, "TensorRTEngine")
         low, _, high = self.shape_profile
+        if high == 1 < inputs.shape[0]:  # a plan for batch 1 (a graph that fixes it) runs N times
+            return run_one_by_one(self.run, inputs)
         if not low <= inputs.shape[0] <= high:
             raise EngineError(
                 f"TensorRTEngine: batch size must be in [{low}, {high}] for {self.path.name},"

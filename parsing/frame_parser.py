@@ -3,31 +3,46 @@
 Three stages, each owning one network, so a streaming element can wrap exactly one of them; the
 `FrameParser` chains them for offline use and training. Every stage takes a batch of frames (from
 one stream or several) and runs its network once for the whole batch.
+
+The person and pose stages come in two kinds, picked from the network the settings name
+(`person_detector`, `pose_estimator`): our YOLOF and HRNet (synthetic or users' checkpoints), or
+the pretrained real networks (MoveNet MultiPose boxes, MoveNet Lightning / Thunder top-down).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from models.detection import IMAGENET_RGB, Detections, ImageMeta, decode, preprocess
+from models import ModelError
+from models.detection import IMAGENET_RGB, Detections, ImageMeta, decode, nms, preprocess
 from models.hrnet import decode_heatmaps, heatmaps_to_frame, unflip_heatmaps
 from parsing.boxes import refine_person_box
 from parsing.crops import crop_points_to_frame
 from parsing.inputs import frame_tensor, normalize_batch, part_crops, pose_crops
-from parsing.networks import Network
+from parsing.keypoint_parts import keypoint_parts
+from parsing.networks import Network, load_network
+from parsing.real_models import LIGHTNING, MULTIPOSE, ROLES, THUNDER, MultiPose, Poses, SinglePose
 from parsing.results import HumanResult, PartResult
-from parsing.settings import PartSettings, PersonSettings, PoseSettings
+from parsing.settings import (
+    NetworkSettings,
+    ParserSettings,
+    PartSettings,
+    PersonSettings,
+    PoseSettings,
+)
+from tps.vocabulary import PARTS
 
 NUM_KEYPOINTS = 17
 PART_NMS_IOU = 0.6
 MAX_PART_CANDIDATES = 100
 
 PartBoxes = dict[str, tuple[np.ndarray, float]]
-"""One person's parts: part name -> ((4,) float32 box in frame pixels, detector score)."""
+"""One person's parts: part name -> ((4,) float32 box in frame pixels, score: the detector's,
+or the keypoints' for a box derived from them)."""
 
 
 @dataclass(frozen=True)
@@ -135,38 +150,165 @@ class PoseEstimator:
         )
         owner_of = np.array(owners, dtype=np.int64)
         return [
-            self._persons(frame_rgb.shape[:2], found, keypoints[owner_of == index])
+            _persons(self.settings, frame_rgb.shape[:2], found, keypoints[owner_of == index])
             for index, (frame_rgb, found) in enumerate(zip(frames_rgb, detections, strict=True))
         ]
 
-    def _persons(
-        self, frame_hw: tuple[int, int], found: Detections, keypoints: np.ndarray
-    ) -> Persons:
-        boxes = found.boxes_xyxy.numpy().astype(np.float32).reshape(-1, 4)
-        if self.settings.refine_person_boxes:
-            min_score = self.settings.min_keypoint_score
-            boxes = np.array(
-                [
-                    refine_person_box(box, person, frame_hw, min_score=min_score)
-                    for box, person in zip(boxes, keypoints, strict=True)
-                ],
-                dtype=np.float32,
-            ).reshape(-1, 4)
-        return Persons(boxes, found.scores.numpy(), keypoints.astype(np.float32))
+
+def _persons(
+    settings: PoseSettings, frame_hw: tuple[int, int], found: Detections, keypoints: np.ndarray
+) -> Persons:
+    """Persons from detections and their (N, 17, 3) keypoints; boxes refined if asked."""
+    boxes = found.boxes_xyxy.numpy().astype(np.float32).reshape(-1, 4)
+    if settings.refine_person_boxes:
+        boxes = np.array(
+            [
+                refine_person_box(box, person, frame_hw, min_score=settings.min_keypoint_score)
+                for box, person in zip(boxes, keypoints, strict=True)
+            ],
+            dtype=np.float32,
+        ).reshape(-1, 4)
+    return Persons(boxes, found.scores.numpy(), keypoints.astype(np.float32))
+
+
+class MultiPoseDetector:
+    """Stage 1 on real footage: the persons of each frame from MoveNet MultiPose's boxes.
+
+    MultiPose also gives keypoints, but the top-down single-pose stage places them better on the
+    real photos of ``shared/real`` (PCK@0.2 0.80 / 0.92 / 0.93 against 0.45 / 1.0 / 0.81 on
+    OCHuman / CrowdPose / AIC, ``python -m bench.real_models_eval``), so only the boxes go on.
+    """
+
+    def __init__(self, network: Network, settings: PersonSettings) -> None:
+        self.network, self.settings = network, settings
+        self.model = MultiPose(network.run, settings.input_long_side)
+
+    def __call__(self, frames_rgb: Sequence[np.ndarray]) -> list[Detections]:
+        """(H, W, 3) uint8 RGB frames -> person detections per frame, in frame pixels."""
+        return [
+            self._detections(poses)
+            for poses in self.model(frames_rgb, self.settings.score_threshold)
+        ]
+
+    def _detections(self, poses: Poses) -> Detections:
+        boxes, scores = torch.from_numpy(poses.boxes), torch.from_numpy(poses.scores)
+        keep = nms(boxes, scores, self.settings.nms_iou)[: self.settings.max_persons]
+        return Detections(boxes[keep], scores[keep], torch.zeros(len(keep), dtype=torch.int64))
+
+
+class SinglePoseEstimator:
+    """Stage 2 on real footage: MoveNet Lightning / Thunder top-down on each person's square crop,
+    then the box refined around the pose (as `PoseEstimator`)."""
+
+    def __init__(self, network: Network, settings: PoseSettings) -> None:
+        self.network, self.settings = network, settings
+        self.model = SinglePose(network.run, network.input_hw, flip_test=settings.flip_test)
+
+    def __call__(
+        self, frames_rgb: Sequence[np.ndarray], detections: Sequence[Detections]
+    ) -> list[Persons]:
+        """Poses of every detected person of every frame, in one network call."""
+        keypoints = self.model.batch(frames_rgb, [found.boxes_xyxy.numpy() for found in detections])
+        return [
+            _persons(self.settings, frame_rgb.shape[:2], found, frame_keypoints)
+            for frame_rgb, found, frame_keypoints in zip(
+                frames_rgb, detections, keypoints, strict=True
+            )
+        ]
+
+
+PersonStage = PersonDetector | MultiPoseDetector
+PoseStage = PoseEstimator | SinglePoseEstimator
+
+
+def person_detector(network: Network, settings: PersonSettings) -> PersonStage:
+    """The person stage for the network the settings name: real MultiPose or our YOLOF.
+
+    Raises:
+        ModelError: the network detects no persons (a pose network given as the person one).
+    """
+    if network.origin != "real":
+        return PersonDetector(network, settings)
+    if ROLES[network.arch] != "person":
+        raise ModelError(
+            f"parser.person weights {settings.weights}: {network.arch} is a {ROLES[network.arch]}"
+            f" network; the person stage takes {MULTIPOSE} or a YOLOF checkpoint"
+        )
+    return MultiPoseDetector(network, settings)
+
+
+def pose_estimator(network: Network, settings: PoseSettings) -> PoseStage:
+    """The pose stage for the network the settings name: real MoveNet or our HRNet.
+
+    Raises:
+        ModelError: the network estimates no single pose (MultiPose given as the pose one).
+    """
+    if network.origin != "real":
+        return PoseEstimator(network, settings)
+    if ROLES[network.arch] != "pose":
+        raise ModelError(
+            f"parser.pose weights {settings.weights}: {network.arch} is a {ROLES[network.arch]}"
+            f" network; the pose stage takes {LIGHTNING}, {THUNDER} or an HRNet checkpoint"
+        )
+    return SinglePoseEstimator(network, settings)
 
 
 class PartDetector:
-    """Stage 3: the top-1 box per part on each person's (painted) crop (YOLOF)."""
+    """Stage 3: the top-1 box per part of each person, by the settings' mode.
 
-    def __init__(self, network: Network, settings: PartSettings) -> None:
+    ``detector``: the part detector (YOLOF) on each person's (painted) crop; ``keypoints``: the
+    boxes `parsing.keypoint_parts` derives from the pose, no network; ``fallback``: the
+    detector's boxes, and for each part it did not find with a score of at least
+    ``fallback_score``, the keypoint box of that part when the pose gives one.
+    """
+
+    def __init__(self, network: Network | None, settings: PartSettings) -> None:
+        """Raises ValueError: a detecting mode without a network, or a network it would not run."""
+        if (network is None) == settings.uses_network:
+            raise ValueError(
+                f"parts mode {settings.mode!r} "
+                + ("needs a part detector network" if network is None else "runs no network")
+            )
         self.network, self.settings = network, settings
-        self.part_names: list[str] = list(network.classes)
+        self.part_names: list[str] = list(network.classes) if network is not None else list(PARTS)
+
+    @classmethod
+    def load(
+        cls, settings: PartSettings, load: Callable[[NetworkSettings], Network] = load_network
+    ) -> PartDetector:
+        """The stage, with its network loaded by `load` only in a mode that runs one."""
+        return cls(load(settings) if settings.uses_network else None, settings)
 
     def __call__(self, frame_rgb: np.ndarray, persons: Persons) -> list[PartBoxes]:
         """Parts of each person of one frame, in frame pixels."""
         if len(persons.scores) == 0:
             return []
-        input_hw = self.network.input_hw
+        if self.network is None:
+            return self._from_keypoints(frame_rgb, persons)
+        found = self._detect(self.network, frame_rgb, persons)
+        if self.settings.mode == "fallback":
+            floor = self.settings.fallback_score
+            for detected, derived in zip(
+                found, self._from_keypoints(frame_rgb, persons), strict=True
+            ):
+                for name, (box, score) in derived.items():
+                    if name not in detected or detected[name][1] < floor:
+                        detected[name] = (box, score)
+        return found
+
+    def _from_keypoints(self, frame_rgb: np.ndarray, persons: Persons) -> list[PartBoxes]:
+        return [
+            keypoint_parts(
+                keypoints,
+                box,
+                frame_rgb.shape[:2],
+                min_score=self.settings.keypoint_min_score,
+            )
+            for box, keypoints in zip(persons.boxes_xyxy, persons.keypoints_xys, strict=True)
+        ]
+
+    def _detect(self, network: Network, frame_rgb: np.ndarray, persons: Persons) -> list[PartBoxes]:
+        input_hw = network.input_hw
         crops, crop_boxes = part_crops(
             frame_tensor(frame_rgb),
             persons.boxes_xyxy,
@@ -176,7 +318,7 @@ class PartDetector:
             min_keypoint_score=self.settings.paint_min_score,
         )
         detections = _detect(
-            self.network,
+            network,
             crops,
             score_thr=self.settings.score_threshold,
             nms_iou=PART_NMS_IOU,
@@ -218,7 +360,7 @@ def humans(persons: Persons, parts: Sequence[PartBoxes]) -> tuple[HumanResult, .
 class FrameParser:
     """Persons -> poses -> refined boxes -> painted crops -> parts, for a batch of frames."""
 
-    def __init__(self, person: PersonDetector, pose: PoseEstimator, parts: PartDetector) -> None:
+    def __init__(self, person: PersonStage, pose: PoseStage, parts: PartDetector) -> None:
         self.person, self.pose, self.parts = person, pose, parts
 
     def __call__(self, frames_rgb: Sequence[np.ndarray]) -> list[tuple[HumanResult, ...]]:
@@ -228,3 +370,25 @@ class FrameParser:
             humans(found, self.parts(frame_rgb, found))
             for frame_rgb, found in zip(frames_rgb, persons, strict=True)
         ]
+
+    def close(self) -> None:
+        """Release the engines of the stages' networks."""
+        for stage in (self.person, self.pose, self.parts):
+            if stage.network is not None:
+                stage.network.engine.close()
+
+
+def build_frame_parser(
+    settings: ParserSettings, load: Callable[[NetworkSettings], Network] = load_network
+) -> FrameParser:
+    """The frame stages the settings name, each on the network `load` gives for its settings.
+
+    The stage kinds follow the networks (`person_detector`, `pose_estimator`): the same settings
+    build the same stages here, in the pipeline's elements and in the benches.
+
+    Raises:
+        ModelError: a checkpoint or ONNX file does not load, or does not fit its stage.
+    """
+    person = person_detector(load(settings.person), settings.person)
+    pose = pose_estimator(load(settings.pose), settings.pose)
+    return FrameParser(person, pose, PartDetector(load(settings.parts), settings.parts))

@@ -38,11 +38,20 @@ CPU, onnxruntime 1.32; recall = annotated people found at IoU 0.5, PCK@0.2 of th
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from models.hrnet import COCO_FLIP_PAIRS, flip_indices
+
+if TYPE_CHECKING:
+    from parsing.networks import Runner
 
 COCO17 = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
@@ -58,6 +67,8 @@ MULTIPOSE = "movenet_multipose_lightning"
 LIGHTNING = "movenet_lightning"
 THUNDER = "movenet_thunder"
 SINGLE_INPUT = {LIGHTNING: (192, 192), THUNDER: (256, 256)}
+FLIP_ORDER = flip_indices(len(COCO17), COCO_FLIP_PAIRS)
+"""Keypoint order of a mirrored image's points: left and right swapped."""
 
 
 def sample_box(frame_rgb: np.ndarray, box_xyxy, out_hw: tuple[int, int]) -> np.ndarray:
@@ -150,7 +161,7 @@ def decode_multipose(output: np.ndarray, box_xyxy, score_threshold: float = 0.25
 
 
 def decode_single(output: np.ndarray, box_xyxy) -> np.ndarray:
-    """Single-pose [1, 1, 17, 3] output -> (17, 3) x, y, score in frame pixels."""
+    """Single-pose [1, 1, 17, 3] (or (17, 3)) output -> (17, 3) x, y, score in frame pixels."""
     kpts = np.asarray(output, np.float32).reshape(17, 3)
     return np.concatenate([to_frame(kpts[:, :2], box_xyxy), kpts[:, 2:3]], axis=-1)
 
@@ -161,54 +172,189 @@ def real_weights(weights_dir: Path | str = "weights") -> dict:
     return manifest["real"]
 
 
-def _session(path: Path | str, threads: int | None):
-    import onnxruntime as ort  # the only non-numpy dependency, imported when a model is opened
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+def _only_output(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    (output,) = outputs.values()
+    return output
 
 
 class MultiPose:
-    """MoveNet MultiPose Lightning: a whole frame in, up to 6 people (box + COCO-17) out."""
+    """MoveNet MultiPose Lightning: whole frames in, up to 6 people (box + COCO-17) each out.
 
-    def __init__(self, path: Path | str, long_side: int = 256, threads: int | None = None) -> None:
-        self.session = _session(path, threads)
-        self.input_name = self.session.get_inputs()[0].name
-        self.long_side = long_side
+    Args:
+        run: the network's `Runner` (an engine's, or the pool's micro-batched one): int32
+            [N, h, w, 3] in, ``{name: [N, 6, 56]}`` out.
+        long_side: the input's long side (a multiple of 32; trained at 256).
+    """
 
-    def __call__(self, frame_rgb: np.ndarray, score_threshold: float = 0.25) -> Poses:
+    def __init__(self, run: Runner, long_side: int = 256) -> None:
+        self.run, self.long_side = run, long_side
+
+    def sample(self, frame_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One frame's network input (h, w, 3) int32 and the letterbox box it samples."""
         in_hw = multipose_input_hw(frame_rgb.shape[:2], self.long_side)
         box = letterbox_box(frame_rgb.shape[:2], in_hw)
-        (output,) = self.session.run(
-            None, {self.input_name: to_input(sample_box(frame_rgb, box, in_hw))}
-        )
-        return decode_multipose(output, box, score_threshold)
+        return to_input(sample_box(frame_rgb, box, in_hw))[0], box
+
+    def __call__(
+        self, frames_rgb: Sequence[np.ndarray], score_threshold: float = 0.25
+    ) -> list[Poses]:
+        """Poses of (H, W, 3) RGB frames; frames of one size share a network call."""
+        samples = [self.sample(frame_rgb) for frame_rgb in frames_rgb]
+        poses: list[Poses | None] = [None] * len(samples)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for index, (x, _) in enumerate(samples):
+            by_shape.setdefault(x.shape, []).append(index)
+        for indices in by_shape.values():
+            outputs = _only_output(self.run(np.stack([samples[i][0] for i in indices])))
+            for index, output in zip(indices, outputs, strict=True):
+                poses[index] = decode_multipose(output, samples[index][1], score_threshold)
+        return poses  # type: ignore[return-value]  # every index was filled above
 
 
 class SinglePose:
-    """MoveNet Lightning / Thunder, top-down: one (17, 3) x, y, score per person box."""
+    """MoveNet Lightning / Thunder, top-down: one (17, 3) x, y, score per person box.
 
-    def __init__(self, path: Path | str, threads: int | None = None) -> None:
-        self.session = _session(path, threads)
-        inp = self.session.get_inputs()[0]
-        self.input_name = inp.name
-        self.input_hw = (int(inp.shape[1]), int(inp.shape[2]))
+    Args:
+        run: the network's `Runner`: int32 [N, h, w, 3] in, ``{name: [N, 1, 17, 3]}`` out.
+        input_hw: the network's square input (192 for Lightning, 256 for Thunder).
+        pad: each crop's side is ``pad`` x the person box's longer side (`square_box`).
+        flip_test: also run the mirrored crops and average the unmirrored points with them.
+    """
 
-    def __call__(self, frame_rgb: np.ndarray, person_boxes_xyxy, pad: float = 1.25) -> np.ndarray:
-        boxes = np.asarray(person_boxes_xyxy, np.float32).reshape(-1, 4)
-        out = np.zeros((len(boxes), 17, 3), np.float32)
-        for i, person in enumerate(boxes):
-            box = square_box(person, pad)
-            x = to_input(sample_box(frame_rgb, box, self.input_hw))
-            (output,) = self.session.run(None, {self.input_name: x})
-            out[i] = decode_single(output, box)
-        return out
+    def __init__(
+        self, run: Runner, input_hw: tuple[int, int], pad: float = 1.25, flip_test: bool = False
+    ) -> None:
+        self.run, self.input_hw, self.pad, self.flip_test = run, input_hw, pad, flip_test
+
+    def batch(
+        self, frames_rgb: Sequence[np.ndarray], person_boxes_xyxy: Sequence[np.ndarray]
+    ) -> list[np.ndarray]:
+        """Keypoints (N_i, 17, 3) of every frame's (N_i, 4) person boxes, in one network call."""
+        boxes = [np.asarray(b, np.float32).reshape(-1, 4) for b in person_boxes_xyxy]
+        crop_boxes = [square_box(box, self.pad) for frame_boxes in boxes for box in frame_boxes]
+        owners = [i for i, frame_boxes in enumerate(boxes) for _ in frame_boxes]
+        if not crop_boxes:
+            return [np.zeros((0, 17, 3), np.float32) for _ in boxes]
+        x = np.concatenate(
+            [
+                to_input(sample_box(frames_rgb[owner], box, self.input_hw))
+                for owner, box in zip(owners, crop_boxes, strict=True)
+            ]
+        )  # N,h,w,3
+        count = len(x)
+        if self.flip_test:
+            x = np.concatenate((x, x[:, :, ::-1]))  # 2N,h,w,3: originals, mirrored
+        yxs = _only_output(self.run(np.ascontiguousarray(x))).reshape(-1, 17, 3)  # (2)N,17,3
+        if self.flip_test:
+            mirrored = yxs[count:][:, FLIP_ORDER]
+            mirrored[..., 1] = 1 - mirrored[..., 1]
+            yxs = (yxs[:count] + mirrored) / 2
+        keypoints = np.stack(
+            [decode_single(yx, box) for yx, box in zip(yxs, crop_boxes, strict=True)]
+        )
+        owner_of = np.array(owners)
+        return [keypoints[owner_of == index] for index in range(len(boxes))]
+
+    def __call__(self, frame_rgb: np.ndarray, person_boxes_xyxy) -> np.ndarray:
+        """(N, 17, 3) keypoints of one frame's (N, 4) person boxes."""
+        return self.batch([frame_rgb], [person_boxes_xyxy])[0]
 
 
-def open_real(name: str, weights_dir: Path | str = "weights", **kwargs):
-    """Open a shipped real model by manifest name (``MULTIPOSE``, ``LIGHTNING``, ``THUNDER``)."""
-    entry = real_weights(weights_dir)["networks"][name]
-    path = Path(weights_dir) / entry["file"]
-    return MultiPose(path, **kwargs) if name == MULTIPOSE else SinglePose(path, **kwargs)
+ROLES = {MULTIPOSE: "person", LIGHTNING: "pose", THUNDER: "pose"}
+"""The parser stage each shipped real network serves."""
+MANIFEST = "manifest.json"
+DEFAULT_WEIGHTS_DIR = Path("weights")
+
+
+class RealModelError(Exception):
+    """An ONNX file is not one of the real networks a manifest describes, or does not match it."""
+
+
+@dataclass(frozen=True)
+class RealNetwork:
+    """A shipped real network, as the ``real`` section of a weights manifest describes it.
+
+    Attributes:
+        name: the manifest name (``MULTIPOSE``, ``LIGHTNING``, ``THUNDER``).
+        path: its ONNX file.
+        entry: the manifest entry (file, sha256, licence, origin, inputs, outputs, ...).
+    """
+
+    name: str
+    path: Path
+    entry: dict
+
+    @property
+    def role(self) -> str:
+        """The parser stage it serves: ``person`` or ``pose``."""
+        return ROLES[self.name]
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """(h, w) of its input; (0, 0) where any multiple of 32 is taken (MultiPose)."""
+        _, height, width, _ = self.entry["inputs"][0]["shape"]
+        return (height, width) if isinstance(height, int) else (0, 0)
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def real_zoo(weights_dir: Path | str = DEFAULT_WEIGHTS_DIR) -> list[RealNetwork]:
+    """Every real network a weights folder's manifest describes ([] without a ``real`` section)."""
+    manifest = Path(weights_dir) / MANIFEST
+    if not manifest.is_file():
+        return []
+    real = json.loads(manifest.read_text()).get("real", {})
+    return [
+        RealNetwork(name, Path(weights_dir) / entry["file"], entry)
+        for name, entry in real.get("networks", {}).items()
+        if name in ROLES
+    ]
+
+
+def find_real(path: Path) -> RealNetwork:
+    """The real network whose file this is, matched by sha256 in the manifest beside it.
+
+    The manifest is looked for in the file's folder and the two above it (``weights/real/x.onnx``
+    is described by ``weights/manifest.json``), then in ``weights/``.
+
+    Raises:
+        RealModelError: the file is missing, or no manifest there describes a file with its bytes.
+    """
+    if not path.is_file():
+        raise RealModelError(f"{path}: no such ONNX file (make real-weights converts them)")
+    digest = sha256_of(path)
+    folders = [path.parent, *path.parent.parents][:3] + [DEFAULT_WEIGHTS_DIR]
+    for folder in folders:
+        for network in real_zoo(folder):
+            if network.entry.get("sha256") == digest:
+                return dataclasses.replace(network, path=path)
+    raise RealModelError(
+        f"{path}: not a real network of any manifest's real section (sha256 {digest[:12]}...;"
+        f" known: {', '.join(ROLES)})"
+    )
+
+
+def real_path(name: str, weights_dir: Path | str = "weights") -> Path:
+    """The ONNX file of a shipped real model (``MULTIPOSE``, ``LIGHTNING``, ``THUNDER``)."""
+    return Path(weights_dir) / real_weights(weights_dir)["networks"][name]["file"]
+
+
+def open_real(
+    name: str, weights_dir: Path | str = "weights", threads: int = 0, **kwargs: Any
+) -> MultiPose | SinglePose:
+    """A shipped real model by manifest name on ONNX Runtime (CPU), for benches and tests.
+
+    The pipeline loads the same files through `parsing.networks.load_network` instead.
+    """
+    from engines import create_engine
+
+    path = real_path(name, weights_dir)
+    engine = create_engine(
+        "onnxruntime", path, providers=["CPUExecutionProvider"], intra_op_threads=threads
+    )
+    if name == MULTIPOSE:
+        return MultiPose(engine.run, **kwargs)
+    return SinglePose(engine.run, SINGLE_INPUT[name], **kwargs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 EngineKind = Literal["torch", "onnxruntime", "tensorrt"]
 
@@ -23,7 +23,10 @@ class Section(BaseModel):
 class NetworkSettings(Section):
     """Where a network's weights are and what runs it."""
 
-    weights: Path = Field(description="checkpoint in our format (safetensors with arch metadata)")
+    weights: Path = Field(
+        description="checkpoint in our format (safetensors with arch metadata), or a real"
+        " network's .onnx file that the weights manifest's real section describes"
+    )
     engine: EngineKind = Field("torch", description="backend that runs the network")
     device: str = Field("cpu", description="torch device, e.g. cpu or cuda:0")
     precision: Literal["fp32", "fp16", "int8"] = Field("fp32", description="compute precision")
@@ -31,15 +34,22 @@ class NetworkSettings(Section):
 
 
 class PersonSettings(NetworkSettings):
-    """The person detector (YOLOF)."""
+    """The person detector (YOLOF, or MoveNet MultiPose on real footage)."""
 
     score_threshold: float = Field(0.3, ge=0, le=1, description="minimum person score")
     nms_iou: float = Field(0.5, gt=0, le=1, description="IoU above which NMS suppresses")
     max_persons: int = Field(10, ge=1, description="persons kept per frame (the report: 10)")
+    input_long_side: int = Field(
+        256,
+        ge=32,
+        multiple_of=32,
+        description="a network that takes any input size (MultiPose): the frame's long side is"
+        " scaled to this (trained at 256; 384 found more people on shared/real, 2.6x slower)",
+    )
 
 
 class PoseSettings(NetworkSettings):
-    """The top-down pose estimator (HRNet)."""
+    """The top-down pose estimator (HRNet, or MoveNet Lightning / Thunder on real footage)."""
 
     flip_test: bool = Field(True, description="average with the horizontally flipped crop")
     min_keypoint_score: float = Field(0.3, ge=0, le=1, description="confident keypoint threshold")
@@ -48,12 +58,50 @@ class PoseSettings(NetworkSettings):
     )
 
 
-class PartSettings(NetworkSettings):
-    """The part detector (YOLOF) on person crops."""
+PartMode = Literal["detector", "keypoints", "fallback"]
+"""Where part boxes come from: the part detector, the keypoints alone
+(`parsing.keypoint_parts`), or the detector with the keypoint box for each part it misses."""
 
+
+class PartSettings(NetworkSettings):
+    """The part stage: the part detector (YOLOF) on person crops, or boxes from the keypoints."""
+
+    mode: PartMode = Field(
+        "detector",
+        description="detector: the part network's top-1 box per part; keypoints: boxes derived"
+        " from the pose, no part network (weights unused); fallback: the detector's boxes, and"
+        " the keypoint box for each part the detector did not find above fallback_score",
+    )
+    weights: Path | None = Field(  # type: ignore[assignment]  # optional here: keypoints mode
+        None, description="part detector checkpoint; needed in detector and fallback modes"
+    )
     paint: bool = Field(True, description="draw keypoints as coloured dots on the crop")
     paint_min_score: float = Field(0.3, ge=0, le=1, description="keypoints painted from this score")
     score_threshold: float = Field(0.05, ge=0, le=1, description="minimum part score")
+    keypoint_min_score: float = Field(
+        0.3, ge=0, le=1, description="keypoints and fallback modes: keypoints used from this score"
+    )
+    fallback_score: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="fallback mode: a detector box scoring below this is replaced by the"
+        " keypoint box of its part (when the keypoints give one)",
+    )
+
+    @model_validator(mode="after")
+    def _weights_when_detecting(self) -> PartSettings:
+        if self.uses_network and self.weights is None:
+            raise ValueError(
+                f"parts mode {self.mode!r} runs the part detector: set weights (a part detector"
+                " checkpoint), or use mode 'keypoints'"
+            )
+        return self
+
+    @property
+    def uses_network(self) -> bool:
+        """Whether the part detector runs (every mode but keypoints)."""
+        return self.mode != "keypoints"
 
 
 class ClipNetworkSettings(NetworkSettings):
@@ -92,4 +140,8 @@ class ParserSettings(Section):
     person: PersonSettings
     pose: PoseSettings
     parts: PartSettings
-    clip: ClipSettings
+    clip: ClipSettings | None = Field(
+        None,
+        description="the clip classifiers (action, part states); null: none, frames are still"
+        " parsed (real footage without a user's Kinetics checkpoints)",
+    )

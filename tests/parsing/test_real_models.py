@@ -58,7 +58,7 @@ def test_multipose_and_thunder_see_real_people():
     frame = np.asarray(Image.open(REAL / "aic" / img["file_name"]).convert("RGB"))
     gt = [a["bbox"] for a in data["annotations"] if a["image_id"] == img["id"]]
     gt = np.array([[x, y, x + w, y + h] for x, y, w, h in gt], np.float32)
-    poses = rm.open_real(rm.MULTIPOSE, WEIGHTS, threads=1)(frame)
+    (poses,) = rm.open_real(rm.MULTIPOSE, WEIGHTS, threads=1)([frame])
     assert len(poses.boxes) >= len(gt)
     for box in gt:
         ix = np.clip(
