@@ -9,6 +9,7 @@ from bench.suite import SuiteError
 from engines.base import EngineError
 from models.registry import ModelError
 from parsing.events import EventError
+from parsing.pose_eval import PoseSetError
 from pipeline.broker import BrokerError
 from pipeline.commands import (
     ap,
@@ -16,6 +17,7 @@ from pipeline.commands import (
     bench,
     broker,
     eval,
+    eval_pose,
     keys,
     models,
     predict,
@@ -36,8 +38,8 @@ from tps.formats import FormatError
 from tps.synth import SynthError
 
 COMMANDS = (
-    run, predict, subscribe, record, eval, baseline, synth, train, ap, ship, models, broker, bench,
-    keys,
+    run, predict, subscribe, record, eval, eval_pose, baseline, synth, train, ap, ship, models,
+    broker, bench, keys,
 )  # fmt: skip
 
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -49,6 +51,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     keys.KeysError,
     MetricsError,
     ModelError,
+    PoseSetError,
     PublisherError,
     ReportError,
     RecordError,
