@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from parsing.frame_parser import PersonDetector, PoseEstimator
+from parsing.frame_parser import person_detector, pose_estimator
 from parsing.networks import load_network
 from parsing.pose_eval import PersonPose, PoseScore, read_sets, score_sets
 from parsing.settings import ParserSettings
@@ -81,8 +81,8 @@ def parser_settings(path: Path, overrides: Sequence[str] = ()) -> ParserSettings
 def person_pose(settings: ParserSettings) -> Iterator[PersonPose]:
     """The person and pose stages the pipeline builds from ``settings``, on one image at a time."""
     networks = [load_network(settings.person), load_network(settings.pose)]
-    person = PersonDetector(networks[0], settings.person)
-    pose = PoseEstimator(networks[1], settings.pose)
+    person = person_detector(networks[0], settings.person)
+    pose = pose_estimator(networks[1], settings.pose)
 
     def run(frame_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         (persons,) = pose([frame_rgb], person([frame_rgb]))
