@@ -21,7 +21,8 @@ Runtime behaviour: property values are handed to the stage factory when the elem
 a failing ``stage.start()`` or an exception from ``stage.process()`` is posted on the bus as an
 element error naming the element, and the flow returns ERROR. The stream name travels downstream
 as a sticky custom event (`STREAM_EVENT`) sent by the element whose spec sets `announces_stream`
-(``tpsstamp``); every element uses it with the buffer PTS to find the frame's `FrameRecord`.
+(``tpsstamp``), which also writes each frame's index into the buffer offset; every element uses the
+two to find the frame's `FrameRecord` (not the PTS, which decoders may repeat or leave unset).
 """
 
 from __future__ import annotations
@@ -194,7 +195,10 @@ class ElementSpec:
         writable: the stage draws on `FrameContext.rgb` (the buffer is made writable, which may
             copy it); otherwise the element runs in passthrough and the view is read-only.
         announces_stream: the element owns a ``stream`` property and sends it downstream as the
-            sticky `STREAM_EVENT` before its first buffer.
+            sticky `STREAM_EVENT` before its first buffer; it numbers the frames too: the
+            `FrameContext.frame_index` its stage sets goes into the buffer offset (the buffer is
+            made writable for that, its pixels are not copied), by which the elements after it find
+            the frame's record.
     """
 
     name: str
@@ -263,7 +267,8 @@ class _ElementMethods:
         self._stream = ""
         self._announce = False
         self.set_in_place(True)
-        self.set_passthrough(not self.spec.writable)
+        # the stamp writes the buffer offset: a writable buffer (a shallow copy at most) for it too
+        self.set_passthrough(not (self.spec.writable or self.spec.announces_stream))
 
     # -- properties, derived from the spec's table ------------------------------------------
     def do_get_property(self, pspec: GObject.ParamSpec) -> PropValue:
@@ -330,7 +335,9 @@ class _ElementMethods:
             self._announce = False
             self.srcpad.push_event(stream_event(self._stream))
         pts = None if buffer.pts == Gst.CLOCK_TIME_NONE else buffer.pts
-        record = default_table().get(self._stream, pts) if pts is not None else None
+        index = None if buffer.offset == Gst.BUFFER_OFFSET_NONE else buffer.offset
+        numbers = self.spec.announces_stream  # the stamp opens records; the others look them up
+        record = None if numbers or index is None else default_table().get(self._stream, index)
         width, height = self._video.width, self._video.height
         try:
             with map_rgb(buffer, width, height, writable=self.spec.writable) as rgb:
@@ -348,6 +355,8 @@ class _ElementMethods:
                 hooks().stage_time(self.spec.name, time.perf_counter() - started)
                 if frame.drop:
                     return FLOW_DROPPED
+                if numbers and frame.frame_index is not None:
+                    buffer.offset = frame.frame_index
         except Exception as error:  # a failing frame stops the stream with a bus error
             return self._fail(
                 Gst.StreamError.FAILED,

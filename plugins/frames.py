@@ -5,10 +5,13 @@ buffer's own memory (no copy), honouring row padding, and always unmaps on exit.
 valid inside the ``with`` block: copy what must outlive it.
 
 `FrameTable` carries per-frame results from one element to the next. GstMeta written in Python is
-awkward on GStreamer 1.22, so records live beside the buffers, keyed by (stream, PTS in ns); the
-`tpsstamp` element opens a record per frame and the last element releases it. The table is bounded:
-records older than `max_age_frames` frames of their stream, or beyond `max_records` in all, are
-evicted when new ones are opened, so frames dropped by a leaky queue never leak.
+awkward on GStreamer 1.22, so records live beside the buffers, keyed by (stream, frame index): the
+`tpsstamp` element numbers each frame, writes the number into the buffer's offset (GStreamer's
+field for a video frame's number) and opens its record; the elements after it find the record by
+that number, and the last one releases it. Timestamps are no key: decoders give two frames the same
+PTS (B-frames in AVI) or none at all, and each such frame still has its own record. The table is
+bounded: records older than `max_age_frames` frames of their stream, or beyond `max_records` in
+all, are evicted when new ones are opened, so frames dropped by a leaky queue never leak.
 """
 
 from __future__ import annotations
@@ -107,7 +110,8 @@ class FrameRecord:
     Attributes:
         stream: the stream name given to `tpsstamp`.
         frame_index: 0-based index of the frame within the stream.
-        pts_ns: presentation time of the buffer in nanoseconds.
+        pts_ns: presentation time of the buffer in nanoseconds (None when it has none; frames may
+            share one).
         results: per-stage results by stage name (e.g. ``"persons"``); each stage writes its own
             key.
         opened_ns: `time.monotonic_ns()` when the record was opened, for end-to-end latency.
@@ -115,13 +119,13 @@ class FrameRecord:
 
     stream: str
     frame_index: int
-    pts_ns: int
+    pts_ns: int | None
     results: dict[str, Any] = field(default_factory=dict)
     opened_ns: int = field(default_factory=time.monotonic_ns)
 
 
 class FrameTable:
-    """Thread-safe, bounded map from (stream, pts_ns) to `FrameRecord`.
+    """Thread-safe, bounded map from (stream, frame_index) to `FrameRecord`.
 
     Args:
         max_age_frames: a record is evicted once its stream has opened a record this many frames
@@ -148,11 +152,11 @@ class FrameTable:
         self.evicted = 0
         """Records removed by age or capacity rather than released: frames nobody finished."""
 
-    def open(self, stream: str, frame_index: int, pts_ns: int) -> FrameRecord:
+    def open(self, stream: str, frame_index: int, pts_ns: int | None) -> FrameRecord:
         """Create (or replace) the record of a frame and evict stale ones."""
         record = FrameRecord(stream, frame_index, pts_ns)
         with self._lock:
-            key = (stream, pts_ns)
+            key = (stream, frame_index)
             if self._records.pop(key, None) is None:
                 self._live[stream] += 1
             self._records[key] = record
@@ -160,15 +164,15 @@ class FrameTable:
             self._evict(stream, frame_index)
         return record
 
-    def get(self, stream: str, pts_ns: int) -> FrameRecord | None:
+    def get(self, stream: str, frame_index: int) -> FrameRecord | None:
         """The record of a frame, or None when it was never opened or is gone."""
         with self._lock:
-            return self._records.get((stream, pts_ns))
+            return self._records.get((stream, frame_index))
 
-    def release(self, stream: str, pts_ns: int) -> FrameRecord | None:
+    def release(self, stream: str, frame_index: int) -> FrameRecord | None:
         """Remove and return the record of a frame: called by the last element that reads it."""
         with self._lock:
-            record = self._records.pop((stream, pts_ns), None)
+            record = self._records.pop((stream, frame_index), None)
             if record is not None:
                 self._live[stream] -= 1
             return record
@@ -194,7 +198,7 @@ class FrameTable:
         """Forget every record of `stream` (the stream stopped)."""
         with self._lock:
             for record in self._opened.pop(stream, ()):
-                self._records.pop((record.stream, record.pts_ns), None)
+                self._records.pop((record.stream, record.frame_index), None)
             self._live.pop(stream, None)
 
     def __len__(self) -> int:
@@ -207,7 +211,7 @@ class FrameTable:
         dropped = 0
         while opened and opened[0].frame_index <= newest_index - self.max_age_frames:
             record = opened.popleft()
-            key = (record.stream, record.pts_ns)
+            key = (record.stream, record.frame_index)
             if self._records.get(key) is record:
                 del self._records[key]
                 self._live[stream] -= 1

@@ -133,7 +133,7 @@ class PublishStage:
                 humans=record.results.get(HUMANS, ()),
             )
         self.sink.send(result)
-        self.table.release(record.stream, record.pts_ns)
+        self.table.release(record.stream, record.frame_index)
         hooks().frame_done(frame.stream, (time.monotonic_ns() - record.opened_ns) / NS_PER_S)
 
     def finish(self) -> None:

@@ -1,8 +1,10 @@
 """``tpsstamp``: names the stream and numbers its frames, first in every stream's chain.
 
 Every later element needs the frame index (annotation keys, clip windows, events); the stamp
-element opens each frame's `FrameRecord` in the side table and announces the stream name
-downstream, so the elements after it find the record by (stream, PTS)::
+element opens each frame's `FrameRecord` in the side table, writes the index into the buffer offset
+and announces the stream name downstream, so the elements after it find the record by (stream,
+index). Every frame is numbered, whatever its PTS: decoders repeat timestamps (B-frames in AVI)
+or leave them unset::
 
     gst-launch-1.0 videotestsrc ! video/x-raw,format=RGB ! tpsstamp stream=cam0 ! fakesink
 
@@ -23,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from plugins.element import ElementSpec, FrameContext, Prop
-from plugins.frames import FrameError, FrameTable, default_table
+from plugins.frames import FrameTable, default_table
 from plugins.hooks import hooks
 
 log = logging.getLogger(__name__)
@@ -114,8 +116,6 @@ class StampStage:
         self.table.clear(self.stream)
 
     def process(self, frame: FrameContext) -> None:
-        if frame.pts_ns is None:
-            raise FrameError(f"frame {self.next_index} of {self.stream!r} has no PTS")
         index = self.next_index
         self.next_index += 1
         hooks().frame_in(self.stream)
