@@ -138,6 +138,7 @@ def frame_event(result: FrameResult, seq: int) -> Event:
         "height": result.height,
         "humans": [_human(human) for human in result.humans],
         "latest_clip": latest,
+        "model_set": result.model_set,
     }
 
 
@@ -167,6 +168,8 @@ def status_event(status: StreamStatus, seq: int) -> Event:
         "state": status.state,
         "detail": status.detail,
         "wall_ns": status.wall_ns,
+        "model_set": status.model_set,
+        "networks": dict(status.networks) if status.networks else None,
     }
 
 

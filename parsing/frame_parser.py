@@ -217,11 +217,11 @@ class SinglePoseEstimator:
         ]
 
 
-PersonStage = PersonDetector | MultiPoseDetector
-PoseStage = PoseEstimator | SinglePoseEstimator
+AnyPersonDetector = PersonDetector | MultiPoseDetector
+AnyPoseEstimator = PoseEstimator | SinglePoseEstimator
 
 
-def person_detector(network: Network, settings: PersonSettings) -> PersonStage:
+def person_detector(network: Network, settings: PersonSettings) -> AnyPersonDetector:
     """The person stage for the network the settings name: real MultiPose or our YOLOF.
 
     Raises:
@@ -237,7 +237,7 @@ def person_detector(network: Network, settings: PersonSettings) -> PersonStage:
     return MultiPoseDetector(network, settings)
 
 
-def pose_estimator(network: Network, settings: PoseSettings) -> PoseStage:
+def pose_estimator(network: Network, settings: PoseSettings) -> AnyPoseEstimator:
     """The pose stage for the network the settings name: real MoveNet or our HRNet.
 
     Raises:
@@ -360,7 +360,9 @@ def humans(persons: Persons, parts: Sequence[PartBoxes]) -> tuple[HumanResult, .
 class FrameParser:
     """Persons -> poses -> refined boxes -> painted crops -> parts, for a batch of frames."""
 
-    def __init__(self, person: PersonStage, pose: PoseStage, parts: PartDetector) -> None:
+    def __init__(
+        self, person: AnyPersonDetector, pose: AnyPoseEstimator, parts: PartDetector
+    ) -> None:
         self.person, self.pose, self.parts = person, pose, parts
 
     def __call__(self, frames_rgb: Sequence[np.ndarray]) -> list[tuple[HumanResult, ...]]:
@@ -391,4 +393,4 @@ def build_frame_parser(
     """
     person = person_detector(load(settings.person), settings.person)
     pose = pose_estimator(load(settings.pose), settings.pose)
-    return FrameParser(person, pose, PartDetector(load(settings.parts), settings.parts))
+    return FrameParser(person, pose, PartDetector.load(settings.parts, load))

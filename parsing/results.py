@@ -179,6 +179,8 @@ class FrameResult:
         humans: the persons found, best score first (at most the detector's top-k).
         latest_clip: the latest clip decision of this stream when the frame was parsed, None before
             the first one.
+        model_set: the model set of the networks that parsed it (``synthetic``, ``real``, ``user``
+            or ``mixed``; `parsing.networks.model_set`), None where unknown.
     """
 
     stream: str
@@ -189,6 +191,7 @@ class FrameResult:
     height: int
     humans: tuple[HumanResult, ...] = ()
     latest_clip: ClipResult | None = None
+    model_set: str | None = None
 
     def __post_init__(self) -> None:
         if self.frame_index < 0:
@@ -208,12 +211,17 @@ class StreamStatus:
         state: one of `STREAM_STATES`; ``eos`` is the last message of a finite stream.
         detail: a human-readable line (the error, the source URI, ...), may be empty.
         wall_ns: wall-clock time (``time.time_ns()``) of the change.
+        model_set: the model set of the stream's parser (as in `FrameResult`), None where unknown.
+        networks: (role, network name) of each network the parser loaded, e.g.
+            ``("person", "movenet_multipose_lightning")``.
     """
 
     stream: str
     state: StreamState
     detail: str
     wall_ns: int
+    model_set: str | None = None
+    networks: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.state not in STREAM_STATES:

@@ -1,7 +1,7 @@
 """Graph building: one GStreamer pipeline per stream, from the pipeline config.
 
     s0: rtsp -> decode -> stamp -> [leaky queue] -> person -> pose -> parts -> clip -> overlay
-        -> publish -> mp4
+        -> publish -> mp4 (png for a still image)
 
 Each stream gets its own `Gst.Pipeline` (its own bus and streaming threads), so a failing stream
 stops alone while the others go on; the networks are shared through the process-wide pool.
@@ -19,6 +19,7 @@ gi.require_version("Gst", "1.0")
 from gi.repository import GLib, Gst  # noqa: E402
 
 from parsing.settings import NetworkSettings, ParserSettings  # noqa: E402
+from pipeline.annotated import IMAGE_SUFFIX, VIDEO_SUFFIX, annotated_chain  # noqa: E402
 from pipeline.gst import GstError, init, quote  # noqa: E402
 from pipeline.settings import PipelineConfig  # noqa: E402
 from pipeline.sources import build_source, parse_source  # noqa: E402
@@ -84,7 +85,8 @@ def build_stream(
     """Build the pipeline of source `index` of `config`, publishing to `endpoint`.
 
     A restarted stream (after a reconnect or a loop) numbers its frames on from `first_index`
-    and writes its annotated video to a new file (``<stream>-<restart>.mp4``).
+    and writes its annotated video to a new file (``<stream>-<restart>.mp4``). A still image's
+    annotated frame goes to a PNG (``<stream>.png``).
 
     Raises:
         SourceError: the source cannot be built.
@@ -97,7 +99,8 @@ def build_stream(
     live = config.mode == "live"
     video = config.video
     source_bin = build_source(spec, stream, video.width, video.height, video.fps)
-    gate = config.live.max_in_flight if live else 0
+    # a still image's one frame always goes in: the gate dropping it would leave nothing parsed
+    gate = config.live.max_in_flight if live and spec.kind != "image" else 0
     queue = (
         f"queue name={stream}_{PARSER_QUEUE} leaky=downstream"
         f" max-size-buffers={max(config.live.queue_frames, gate)} max-size-bytes=0 max-size-time=0"
@@ -116,16 +119,12 @@ def build_stream(
     video_path = None
     output = config.output
     if output.dir is not None and output.annotated_video:
-        video_path = output.dir / (f"{stream}-{restart}.mp4" if restart else f"{stream}.mp4")
+        suffix = IMAGE_SUFFIX if spec.kind == "image" else VIDEO_SUFFIX
+        video_path = output.dir / (f"{stream}-{restart}{suffix}" if restart else stream + suffix)
         chain.append("tpsoverlay")
     chain.append(f"tpspublish endpoint={quote(endpoint)} hwm={config.publish.hwm}")
     if video_path is not None:
-        chain += [
-            "videoconvert",
-            "x264enc speed-preset=ultrafast tune=zerolatency",
-            "mp4mux",
-            f"filesink location={quote(str(video_path))}",
-        ]
+        chain += annotated_chain(video_path)
     else:
         chain.append("fakesink sync=false")
     description = " ! ".join(chain)
@@ -140,5 +139,6 @@ def build_stream(
         raise GstError(f"stream {stream!r}: cannot link its source to the parser")
     names = [spec.kind, "decode", "stamp"]
     names += ["person", "pose", "parts", "clip"]
-    names += (["overlay"] if video_path else []) + ["publish"] + (["mp4"] if video_path else [])
+    names += (["overlay"] if video_path else []) + ["publish"]
+    names += [video_path.suffix[1:]] if video_path else []
     return StreamGraph(stream, source.uri, pipeline, f"{stream}: {' -> '.join(names)}", video_path)

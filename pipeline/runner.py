@@ -69,8 +69,8 @@ class StreamProgress:
 
 
 ROLE_ARCHS: dict[str, tuple[str, ...]] = {
-    "person": ("yolof",),
-    "pose": ("hrnet",),
+    "person": ("yolof", "movenet_multipose"),
+    "pose": ("hrnet", "movenet_lightning", "movenet_thunder"),
     "parts": ("yolof",),
     "clip": ("ir_csn", "ip_csn"),
 }
@@ -128,6 +128,10 @@ class Runner:
         self.metrics_url: str | None = None
         """Where /metrics and /healthz answer while the run goes on."""
         self._stop = threading.Event()
+        self.model_set: str | None = None
+        """The model set of the loaded networks, named in every status event."""
+        self.networks: tuple[tuple[str, str], ...] = ()
+        """(role, network name) of every loaded network, for status events."""
 
     # -- shared resources ----------------------------------------------------------------------
     @contextmanager
@@ -186,7 +190,9 @@ class Runner:
         if state in FINAL_STATES:
             self.progress[stream].ended = time.monotonic()
         self.metrics.source_state(stream, state)
-        sink.send(StreamStatus(stream, state, detail, time.time_ns()))
+        sink.send(
+            StreamStatus(stream, state, detail, time.time_ns(), self.model_set, self.networks)
+        )
         if state == "error":
             self.failed.append(stream)
             log.error("stream %s: %s", stream, detail)
@@ -201,8 +207,10 @@ class Runner:
                 (a detector given as the pose network would fail only once a person is seen).
         """
         parser = self.config.parser
-        roles = [("person", parser.person), ("pose", parser.pose), ("parts", parser.parts)]
-        roles += [("clip", network) for network in parser.clip.networks]
+        roles = [("person", parser.person), ("pose", parser.pose)]
+        roles += [("parts", parser.parts)] if parser.parts.uses_network else []
+        roles += [("clip", network) for network in parser.clip.networks] if parser.clip else []
+        names: dict[str, list[str]] = {}
         for role, settings in roles:
             arch = pool.get(settings).arch
             if not arch.startswith(ROLE_ARCHS[role]):
@@ -210,6 +218,9 @@ class Runner:
                     f"parser.{role} weights {settings.weights}: expected a "
                     f"{' or '.join(ROLE_ARCHS[role])} checkpoint, got architecture {arch!r}"
                 )
+            names.setdefault(role, []).append(arch)
+        self.model_set = pool.model_set()
+        self.networks = tuple((role, "+".join(archs)) for role, archs in names.items())
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> RunReport:
@@ -242,7 +253,8 @@ class Runner:
             close_sink(endpoint)
             configure_default_pool(NetworkPool())
             install(Hooks())
-        prediction = self.recorder.prediction() if self._recorded() else None
+        clips = config.parser.clip is not None  # without a clip stage there is no action to write
+        prediction = self.recorder.prediction() if clips and self._recorded() else None
         if prediction is not None and config.output.dir and config.output.predictions:
             write_pred(config.output.dir, prediction)
             log.info(

@@ -186,6 +186,17 @@ class PipelineConfig(Section):
             raise ValueError(f"stream ids must be unique, repeated: {duplicated}")
         return self
 
+    @model_validator(mode="after")
+    def _predictions_need_clips(self) -> PipelineConfig:
+        if self.parser.clip is None and self.output.dir is not None and self.output.predictions:
+            raise ValueError(
+                "output.predictions: the Kinetics-TPS prediction files need an action label, and"
+                " parser.clip is null; add parser.clip or set output.predictions: false"
+            )
+        if self.parser.clip is None and self.ground_truth is not None:
+            raise ValueError("ground_truth: scoring needs parser.clip (null here)")
+        return self
+
     def stream_ids(self) -> list[str]:
         """The id of every source: its own, else s0, s1, ... by position."""
         return [source.id or f"s{index}" for index, source in enumerate(self.sources)]

@@ -9,7 +9,13 @@ from typing import Any
 from plugins.element import Prop
 
 NETWORK_PROPS: tuple[Prop, ...] = (
-    Prop("weights", str, None, "Checkpoint in our format (safetensors)", required=True),
+    Prop(
+        "weights",
+        str,
+        None,
+        "Checkpoint in our format (safetensors) or a real .onnx",
+        required=True,
+    ),
     Prop("engine", str, "torch", "Backend: torch, onnxruntime or tensorrt"),
     Prop("device", str, "cpu", "Torch device, e.g. cpu or cuda:0"),
     Prop("precision", str, "fp32", "fp32, fp16 or int8"),

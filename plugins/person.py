@@ -1,4 +1,6 @@
-"""``tpsperson``: the person detector (YOLOF) on every frame; top-k persons into the side table.
+"""``tpsperson``: the person detector on every frame; top-k persons into the side table.
+
+The detector follows the weights: our YOLOF checkpoint, or the real MoveNet MultiPose ONNX file.
 
 gst-launch-1.0 ... ! tpsstamp stream=cam0 ! tpsperson weights=weights/person.safetensors ! ...
 """
@@ -8,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from parsing.frame_parser import PersonDetector
+from parsing.frame_parser import AnyPersonDetector, person_detector
 from parsing.settings import PersonSettings
 from plugins.element import ElementSpec, FrameContext, Prop
 from plugins.network_props import NETWORK_PROPS, network_fields
@@ -23,7 +25,7 @@ class PersonStage:
 
     def __init__(self, settings: PersonSettings) -> None:
         self.settings = settings
-        self.detector: PersonDetector | None = None
+        self.detector: AnyPersonDetector | None = None
 
     @classmethod
     def from_properties(cls, values: Mapping[str, Any]) -> PersonStage:
@@ -33,11 +35,12 @@ class PersonStage:
                 score_threshold=values["score_threshold"],
                 nms_iou=values["nms_iou"],
                 max_persons=values["max_persons"],
+                input_long_side=values["input_long_side"],
             )
         )
 
     def start(self) -> None:
-        self.detector = PersonDetector(default_pool().get(self.settings), self.settings)
+        self.detector = person_detector(default_pool().get(self.settings), self.settings)
 
     def process(self, frame: FrameContext) -> None:
         if frame.record is not None and self.detector is not None:
@@ -52,12 +55,19 @@ class PersonStage:
 
 PERSON = ElementSpec(
     name="tpsperson",
-    summary="Detect persons (YOLOF) on RGB frames",
+    summary="Detect persons (YOLOF or MoveNet MultiPose) on RGB frames",
     stage_factory=PersonStage.from_properties,
     properties=(
         *NETWORK_PROPS,
         Prop("score-threshold", float, 0.3, "Minimum person score", minimum=0, maximum=1),
         Prop("nms-iou", float, 0.5, "IoU above which NMS suppresses", minimum=0, maximum=1),
         Prop("max-persons", int, 10, "Persons kept per frame", minimum=1),
+        Prop(
+            "input-long-side",
+            int,
+            256,
+            "Any-size networks (MultiPose): input long side",
+            minimum=32,
+        ),
     ),
 )

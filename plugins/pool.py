@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from engines import MicroBatcher
-from parsing.networks import Network, Runner, load_network
+from parsing.networks import Network, Runner, load_network, model_set
 from parsing.settings import NetworkSettings
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,13 @@ class NetworkPool:
         self._batchers.append(batcher)
         log.info("loaded %s (%s) from %s", network.arch, settings.engine, settings.weights)
         return dataclasses.replace(network, run=batched_runner(batcher))
+
+    def model_set(self) -> str | None:
+        """The model set of the networks loaded so far (`parsing.networks.model_set`); None
+        before the first."""
+        with self._lock:
+            origins = [network.origin for network in self._networks.values()]
+        return model_set(origins) if origins else None
 
     def close(self) -> None:
         """Stop every batcher and release every engine."""

@@ -1,4 +1,7 @@
-"""``tpspose``: top-down pose (HRNet) of every detected person, and the box refined around it.
+"""``tpspose``: top-down pose of every detected person, and the box refined around it.
+
+The estimator follows the weights: our HRNet checkpoint, or a real MoveNet Lightning / Thunder
+ONNX file.
 
 Reads the person detections `tpsperson` recorded; records `Persons` (boxes, scores, keypoints).
 """
@@ -8,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from parsing.frame_parser import PoseEstimator
+from parsing.frame_parser import AnyPoseEstimator, pose_estimator
 from parsing.settings import PoseSettings
 from plugins.element import ElementSpec, FrameContext, Prop
 from plugins.network_props import NETWORK_PROPS, network_fields
@@ -24,7 +27,7 @@ class PoseStage:
 
     def __init__(self, settings: PoseSettings) -> None:
         self.settings = settings
-        self.estimator: PoseEstimator | None = None
+        self.estimator: AnyPoseEstimator | None = None
 
     @classmethod
     def from_properties(cls, values: Mapping[str, Any]) -> PoseStage:
@@ -38,7 +41,7 @@ class PoseStage:
         )
 
     def start(self) -> None:
-        self.estimator = PoseEstimator(default_pool().get(self.settings), self.settings)
+        self.estimator = pose_estimator(default_pool().get(self.settings), self.settings)
 
     def process(self, frame: FrameContext) -> None:
         if frame.record is None or self.estimator is None:
@@ -56,7 +59,7 @@ class PoseStage:
 
 POSE = ElementSpec(
     name="tpspose",
-    summary="Estimate the pose (HRNet) of each detected person and refine its box",
+    summary="Estimate the pose (HRNet or MoveNet) of each detected person and refine its box",
     stage_factory=PoseStage.from_properties,
     properties=(
         *NETWORK_PROPS,

@@ -1,13 +1,15 @@
 """``tpspublish``: every frame's result (and every clip decision) as an event on ZeroMQ.
 
 The last of our elements in a stream's chain: it publishes the frame event (and the clip events
-decided at that frame), then releases the frame's side-table record. All streams of a process that
+decided at that frame), then releases the frame's side-table record. Frame events name the model
+set of the networks this process loaded (`NetworkPool.model_set`). All streams of a process that
 publish to the same endpoint share one socket and one sequencer (`open_sink`), so a subscriber sees
 one stream of events with gap-free `seq` per stream and type.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -22,6 +24,7 @@ from plugins.element import ElementSpec, FrameContext, Prop
 from plugins.frames import FrameTable, default_table
 from plugins.hooks import hooks
 from plugins.parts import HUMANS
+from plugins.pool import default_pool
 from plugins.publisher import DEFAULT_HWM, EventPublisher
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,7 @@ class PublishStage:
         self.table = table
         self.sink: EventSink | None = None
         self.stream = ""
+        self.model_set: str | None = None
 
     @classmethod
     def from_properties(cls, values: Mapping[str, Any]) -> PublishStage:
@@ -132,7 +136,9 @@ class PublishStage:
                 height=frame.height,
                 humans=record.results.get(HUMANS, ()),
             )
-        self.sink.send(result)
+        if self.model_set is None:  # the upstream elements loaded their networks when they started
+            self.model_set = default_pool().model_set()
+        self.sink.send(dataclasses.replace(result, model_set=self.model_set))
         self.table.release(record.stream, record.frame_index)
         hooks().frame_done(frame.stream, (time.monotonic_ns() - record.opened_ns) / NS_PER_S)
 

@@ -27,11 +27,23 @@ from tps.synth.dataset import write_split
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path("configs/demo.yaml")
+CAMERA_CONFIG = Path("configs/camera.yaml")
+"""`run --source X` without `-c`: a user's own footage gets the real-footage model set."""
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    """`-c`, else the camera config for a user's `--source`, else the demo's."""
+    return args.config or (CAMERA_CONFIG if args.source else DEFAULT_CONFIG)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The options `run` shares with the bare `run.py` (the demo)."""
-    parser.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG, help="pipeline YAML")
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        help=f"pipeline YAML (default: {CAMERA_CONFIG} with --source, else {DEFAULT_CONFIG})",
+    )
     parser.add_argument("--source", action="append", metavar="URI", help="replace the sources")
     parser.add_argument("--mode", choices=("live", "offline"), help="override the mode")
     parser.add_argument("--publish", metavar="ENDPOINT", help="ZeroMQ endpoint for events")
@@ -66,14 +78,15 @@ def configure(args: argparse.Namespace) -> PipelineConfig:
     A synthetic split the config asks for is rendered first (only once), since its sources may
     be the split's videos.
     """
+    path = config_path(args)
     if not args.source:
-        prepare(load_config(args.config, _GenerateOnly).generate)
+        prepare(load_config(path, _GenerateOnly).generate)
     if args.source:  # the config's own sources (maybe never rendered here) are replaced
-        data = dict(load_config(args.config, RawConfig).root or {})
+        data = dict(load_config(path, RawConfig).root or {})
     else:
-        config = load_config(args.config, PipelineConfig)
+        config = load_config(path, PipelineConfig)
         data = config.model_dump(mode="python", exclude_unset=False)
-    apply_overrides(data, args.set, str(args.config))
+    apply_overrides(data, args.set, str(path))
     if args.source:
         ids = unique_ids([source_name(uri) for uri in args.source])
         data["sources"] = [{"id": i, "uri": uri} for i, uri in zip(ids, args.source, strict=True)]
@@ -93,7 +106,7 @@ def configure(args: argparse.Namespace) -> PipelineConfig:
             data["metrics"]["address"] = args.metrics
     if args.out:
         data["output"] = {**data.get("output", {}), "dir": args.out}
-    return validate(PipelineConfig, data, f"{args.config} (with command-line options)")
+    return validate(PipelineConfig, data, f"{path} (with command-line options)")
 
 
 def source_name(uri: str) -> str:

@@ -83,10 +83,25 @@ RESULTS = [
     pytest.param(FrameResult("cam0", 0, None, 1, 320, 240), "frame", id="frame-empty-without-pts"),
     pytest.param(make_clip(), "clip", id="clip"),
     pytest.param(make_clip(track_id=3), "clip", id="clip-of-a-track"),
+    pytest.param(
+        FrameResult("cam0", 3, 0, 1, 320, 240, model_set="real"), "frame", id="frame-of-real-set"
+    ),
     *[
         pytest.param(StreamStatus("cam-0.a_b", state, "detail", 5), "status", id=f"status-{state}")
         for state in STREAM_STATES
     ],
+    pytest.param(
+        StreamStatus(
+            "cam0",
+            "starting",
+            "",
+            5,
+            "mixed",
+            (("person", "movenet_multipose_lightning"), ("clip", "ip_csn_152+ir_csn_152")),
+        ),
+        "status",
+        id="status-with-models",
+    ),
 ]
 
 
@@ -177,6 +192,19 @@ def _clip_event() -> dict:
     return EventSequencer().build(make_clip())[1]
 
 
+def _status_event() -> dict:
+    status = StreamStatus("cam0", "starting", "", 5, "real", (("pose", "movenet_lightning"),))
+    return EventSequencer().build(status)[1]
+
+
+def _unknown_model_set(event: dict) -> None:
+    event["model_set"] = "imagenet"
+
+
+def _unknown_role(event: dict) -> None:
+    event["networks"]["tracker"] = "iou"
+
+
 def _drop_keypoint(event: dict) -> None:
     event["humans"][0]["keypoints"].pop()
 
@@ -211,6 +239,8 @@ def _six_alternatives(event: dict) -> None:
         pytest.param(_frame_event, _drop_keypoint, "humans/0/keypoints", id="16-keypoints"),
         pytest.param(_frame_event, _unknown_part, "humans/0/parts", id="unknown-part"),
         pytest.param(_frame_event, _extra_field, "<root>", id="extra-field"),
+        pytest.param(_frame_event, _unknown_model_set, "model_set", id="unknown-model-set"),
+        pytest.param(_status_event, _unknown_role, "networks", id="unknown-network-role"),
         pytest.param(_clip_event, _missing_part_type, "part_states", id="missing-part-type"),
         pytest.param(_clip_event, _score_above_one, "action/score", id="score-above-one"),
         pytest.param(_clip_event, _slash_in_stream, "stream", id="slash-in-stream"),

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from pipeline.sources import FileSource, ImageSource, iterate_frames, parse_source
+from tests.pipeline.test_runner import by_stream, make_config, run_with_subscriber
 
 REAL_PHOTOS = Path(__file__).resolve().parents[2].parent / "shared" / "real" / "ochuman"
 
@@ -68,3 +69,29 @@ def test_a_photo_is_one_frame_then_end_of_stream(photo, size, fps):
 def test_a_png_keeps_its_odd_size_and_pixels(png):
     [(_, _, rgb)] = iterate_frames(png.as_uri())
     assert np.array_equal(rgb, np.asarray(Image.open(png)))
+
+
+@pytest.mark.parametrize("mode", ["offline", "live"])
+def test_photos_run_through_the_pipeline_to_annotated_pngs(
+    random_weights, photo, png, tmp_path, mode
+):
+    """A JPEG path and a PNG URI: one parsed frame each, then end of stream, and a PNG drawn on."""
+    sources = [{"id": "jpg", "uri": str(photo)}, {"id": "png", "uri": png.as_uri()}]
+    config = make_config(random_weights, sources, tmp_path / "out", mode=mode)
+    runner, events = run_with_subscriber(config)
+    assert runner.report.states == {"jpg": "eos", "png": "eos"}
+    out = tmp_path / "out"
+    assert runner.report.video_paths == {"jpg": out / "jpg.png", "png": out / "png.png"}
+    for stream, source in (("jpg", photo), ("png", png)):
+        original = np.asarray(Image.open(source).convert("RGB"))
+        [frame] = by_stream(events, stream, "frame")
+        assert (frame["frame_index"], frame["width"], frame["height"]) == (
+            0,
+            original.shape[1],
+            original.shape[0],
+        )
+        annotated = np.asarray(Image.open(out / f"{stream}.png"))
+        assert annotated.shape == original.shape
+        # the overlay drew on it (caption, boxes); most of the photo shows through unchanged
+        changed = np.any(np.abs(annotated.astype(int) - original) > 8, axis=2).mean()
+        assert 0 < changed < 0.5

@@ -1,0 +1,78 @@
+"""A user's own footage: `run --source X` takes configs/camera.yaml: the real set, no clips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from parsing.events import validate
+from pipeline.cli import build_parser
+from pipeline.commands.run import CAMERA_CONFIG, DEFAULT_CONFIG, config_path, configure
+from pipeline.config import ConfigError, RawConfig, load_config
+from pipeline.config import validate as validate_config
+from pipeline.settings import PipelineConfig
+from tests.pipeline.test_runner import by_stream, free_endpoint, run_with_subscriber
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _args(*argv: str):
+    return build_parser().parse_args(["run", *argv])
+
+
+def test_run_source_without_config_takes_the_camera_config(shared_media, tmp_path):
+    clip = str(shared_media / "pose_demo.mp4")
+    assert config_path(_args()) == DEFAULT_CONFIG  # the demo keeps its meaning
+    assert config_path(_args("--source", clip)) == CAMERA_CONFIG
+    config = configure(_args("--source", clip, "--out", str(tmp_path)))
+    assert config.parser.clip is None and config.parser.parts.mode == "keypoints"
+    assert config.parser.person.weights.name == "movenet_multipose_lightning.onnx"
+    assert [s.uri for s in config.sources] == [clip] and config.mode == "live"
+    demo = configure(_args("-c", str(DEFAULT_CONFIG), "--source", clip, "--out", str(tmp_path)))
+    assert demo.parser.clip is not None and demo.parser.person.weights.suffix == ".safetensors"
+
+
+def test_predictions_need_a_clip_stage(tmp_path):
+    data = dict(load_config(REPO / CAMERA_CONFIG, RawConfig).root)
+    data["output"] = {"dir": tmp_path, "predictions": True}
+    with pytest.raises(ConfigError, match=r"output.predictions: .*parser.clip is null") as raised:
+        validate_config(PipelineConfig, data, "camera.yaml")
+    assert "\n" not in str(raised.value)
+    data["output"] = {"dir": tmp_path, "predictions": False}
+    data["ground_truth"] = tmp_path
+    with pytest.raises(ConfigError, match="ground_truth: scoring needs parser.clip"):
+        validate_config(PipelineConfig, data, "camera.yaml")
+
+
+def test_camera_config_parses_a_real_clip_with_the_real_set(shared_media, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)  # the config names weights/ relative to the repository
+    data = dict(load_config(CAMERA_CONFIG, RawConfig).root)
+    data.update(
+        mode="offline",  # every frame, so the test can count them
+        sources=[{"id": "walk", "uri": str(shared_media / "pose_demo.mp4")}],
+        publish={"endpoint": free_endpoint(), "wait_for_subscriber_s": 10.0},
+        metrics={"enabled": False},
+        output={"dir": tmp_path, "annotated_video": True, "predictions": False},
+    )
+    runner, events = run_with_subscriber(validate_config(PipelineConfig, data, "camera.yaml"))
+    assert runner.report.states == {"walk": "eos"}
+    statuses = by_stream(events, "walk", "status")
+    assert {s["model_set"] for s in statuses} == {"real"}
+    assert statuses[0]["networks"] == {
+        "person": "movenet_multipose_lightning",
+        "pose": "movenet_lightning",
+    }
+    frames = by_stream(events, "walk", "frame")
+    assert [f["frame_index"] for f in frames] == list(range(5))
+    assert by_stream(events, "walk", "clip") == []
+    for frame in frames:
+        validate(frame)
+        assert frame["model_set"] == "real" and frame["latest_clip"] is None
+    people = [human for frame in frames for human in frame["humans"]]
+    assert people, "no person found on a clip of a walking person"
+    confident = [human for human in people if human["score"] >= 0.5]
+    assert confident and all(len(human["parts"]) >= 5 for human in confident)
+    assert all(part["state"] is None for human in people for part in human["parts"].values())
+    assert (tmp_path / "walk.mp4").stat().st_size > 0
+    assert not list(tmp_path.glob("*.json"))  # no Kinetics-TPS prediction files
