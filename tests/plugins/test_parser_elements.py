@@ -34,7 +34,7 @@ def stages(random_weights):
     network = {"engine": "torch", "device": "cpu", "precision": "fp32", "threads": 1}
     person = PersonStage.from_properties(
         {**network, "weights": str(random_weights["person"]), "score_threshold": 0.0,
-         "nms_iou": 0.5, "max_persons": 2}
+         "nms_iou": 0.5, "max_persons": 2, "input_long_side": 256}
     )  # fmt: skip
     pose = PoseStage.from_properties(
         {**network, "weights": str(random_weights["pose"]), "flip_test": True,
