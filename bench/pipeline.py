@@ -17,7 +17,7 @@ What is measured:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,13 +109,15 @@ def pipeline_config(
     return validate(PipelineConfig, data, "bench pipeline")
 
 
-def run_pipeline(config: PipelineConfig) -> PipelineRun:
-    """Run `config` to its end and collect its figures.
+def run_pipeline(
+    config: PipelineConfig, make_runner: Callable[[PipelineConfig], Runner] = Runner
+) -> PipelineRun:
+    """Run `config` to its end and collect its figures (`make_runner` may add observers).
 
     Raises:
         BenchError: a stream ended in error or published no frame.
     """
-    runner = Runner(config)
+    runner = make_runner(config)
     metrics = RecordingMetrics(runner.streams)
     runner.metrics = metrics
     started = time.perf_counter()
