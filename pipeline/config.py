@@ -3,19 +3,35 @@
 Every section is a frozen pydantic model that forbids unknown keys; `load_config` turns a YAML file
 into such a model or raises `ConfigError` whose message is a single line, e.g.
 ``configs/demo.yaml: sources.0.uri: Input should be a valid string (got 3)``.
+
+Relative paths written in a config file name files beside it, whatever the current directory:
+`load_config` makes them absolute against the file's folder before validation (`resolve_paths`),
+from the schema's fields typed `Path` and those marked `URI_OR_PATH`. Values given on the command
+line (overrides applied afterwards) stay relative to the current directory.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, RootModel, ValidationError
 
 from parsing.settings import Section
 
-__all__ = ["ConfigError", "RawConfig", "Section", "apply_overrides", "load_config", "validate"]
+__all__ = [
+    "URI_OR_PATH",
+    "ConfigError",
+    "RawConfig",
+    "Section",
+    "apply_overrides",
+    "load_config",
+    "resolve_paths",
+    "validate",
+]
 
 
 class RawConfig(RootModel[dict[str, Any]]):
@@ -81,8 +97,76 @@ def apply_overrides(data: dict, overrides: list[str], source: str) -> dict:
     return data
 
 
-def load_config(path: str | Path, model: type[SectionT]) -> SectionT:
+@dataclass(frozen=True, slots=True)
+class UriOrPath:
+    """Marks a ``str`` field holding a URI or a local file path (``Annotated[str, URI_OR_PATH]``):
+    a relative path (no ``scheme://``) in a config file resolves against the file's folder, like a
+    `Path` field; URIs stay as they are."""
+
+
+URI_OR_PATH = UriOrPath()
+
+
+def resolve_paths(schema: type[BaseModel], data: object, folder: Path) -> object:
+    """`data`, as read from a config file in `folder`, with its relative paths made absolute.
+
+    Fields of `schema` typed `Path` (also optional, in lists and in nested sections) and fields
+    marked `URI_OR_PATH` that hold a path are resolved; everything else, keys the schema does not
+    know included, is returned as it is, for validation to judge.
+
+    Args:
+        schema: the model the data will be validated as.
+        data: plain data (mappings, lists, strings) as YAML gives it; not modified.
+        folder: the config file's folder, absolute and free of symlinks.
+    """
+    if not isinstance(data, dict):
+        return data
+    resolved = dict(data)
+    for name, field in schema.model_fields.items():
+        key = field.alias or name
+        if key in resolved:
+            resolved[key] = _resolve(field.annotation, field.metadata, resolved[key], folder)
+    return resolved
+
+
+def _resolve(annotation: Any, metadata: list | tuple, value: object, folder: Path) -> object:
+    """One value of a field typed `annotation` (with pydantic's `metadata`), resolved."""
+    if any(isinstance(mark, UriOrPath) for mark in metadata):
+        return _beside(folder, value) if isinstance(value, str) and "://" not in value else value
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _resolve(args[0], args[1:], value, folder)
+    if origin in (Union, UnionType):
+        arms = [arm for arm in args if arm is not type(None)]
+        return _resolve(arms[0], (), value, folder) if len(arms) == 1 else value
+    if origin in (list, tuple) and args and isinstance(value, list):
+        return [_resolve(args[0], (), item, folder) for item in value]
+    if isinstance(annotation, type) and issubclass(annotation, PurePath) and isinstance(value, str):
+        return _beside(folder, value)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return resolve_paths(annotation, value, folder)
+    return value
+
+
+def _beside(folder: Path, path: str) -> str:
+    """`path` as written in a config file in `folder`: absolute, leading ``..`` taken off `folder`
+    (exact, as `folder` has no symlinks left); an empty or absolute path stays as it is."""
+    if not path or Path(path).is_absolute():
+        return path
+    parts = Path(path).parts
+    while parts and parts[0] == "..":
+        folder, parts = folder.parent, parts[1:]
+    return str(folder.joinpath(*parts))
+
+
+def load_config(
+    path: str | Path, model: type[SectionT], schema: type[BaseModel] | None = None
+) -> SectionT:
     """Read YAML from `path` and validate it as `model`.
+
+    Relative paths in the file resolve against its folder (`resolve_paths`), by the fields of
+    `schema` (default `model`): a `RawConfig` read for later overrides names the model its data
+    will be validated as, since it has no fields of its own.
 
     Raises:
         ConfigError: the file is missing or unreadable, is not YAML, or fails validation.
@@ -98,4 +182,5 @@ def load_config(path: str | Path, model: type[SectionT]) -> SectionT:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{where}") from error
-    return validate(model, data, str(path))
+    folder = path.absolute().parent.resolve()
+    return validate(model, resolve_paths(schema or model, data, folder), str(path))

@@ -17,11 +17,12 @@ validating, so a bad URI is reported with its key path (``sources.1.uri``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from parsing.settings import ParserSettings, Section
+from pipeline.config import URI_OR_PATH
 from pipeline.metrics import MetricsSettings
 from pipeline.sources import SourceError, parse_source
 from plugins.publisher import CurveKeys, load_public_key
@@ -33,7 +34,10 @@ class SourceSettings(Section):
     """One stream."""
 
     id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="stream id (s0, ...)")
-    uri: str = Field(description="file path, file://, rtsp://, v4l2:// or synth:// URI")
+    uri: Annotated[str, URI_OR_PATH] = Field(
+        description="file path (relative to the config file), file://, rtsp://, v4l2:// or"
+        " synth:// URI"
+    )
     loop: bool = Field(False, description="start a file again at its end (frame numbers go on)")
 
     @field_validator("uri")

@@ -27,6 +27,7 @@ from parsing.networks import load_network
 from parsing.pose_eval import PersonPose, PoseScore, read_sets, score_sets
 from parsing.settings import ParserSettings
 from pipeline.config import ConfigError, RawConfig, apply_overrides, load_config, validate
+from pipeline.settings import PipelineConfig
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def parser_settings(path: Path, overrides: Sequence[str] = ()) -> ParserSettings
     Raises:
         ConfigError: the file is unreadable, has no parser section, or it fails validation.
     """
-    data = dict(load_config(path, RawConfig).root or {})
+    data = dict(load_config(path, RawConfig, PipelineConfig).root or {})
     apply_overrides(data, list(overrides), str(path))
     if "parser" not in data:
         raise ConfigError(f"{path}: parser: missing (eval-pose measures the parser's stages)")

@@ -1,9 +1,11 @@
 """``run.py models info|convert|export``: list the model zoo, convert checkpoints, export ONNX.
 
-- ``info [NAME ...] [--json]``: parameters and GFLOPs of each registered model at its default
-  input (`input_shape`, batch 1). FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode`
-  on the meta device (no memory, no compute); it counts a multiply-add as 2 FLOPs, so GMACs (what
-  OpenMMLab model zoos list as "FLOPs") are half the figure.
+- ``info [NAME ...] [--json] [--weights DIR]``: parameters and GFLOPs of each registered model at
+  its default input (`input_shape`, batch 1). FLOPs are counted by
+  `torch.utils.flop_counter.FlopCounterMode` on the meta device (no memory, no compute); it counts
+  a multiply-add as 2 FLOPs, so GMACs (what OpenMMLab model zoos list as "FLOPs") are half the
+  figure. Then the real networks the weights manifest describes (``make real-weights``): stage,
+  input, parameters, licence, origin, file and whether its sha256 matches the manifest.
 - ``convert IN OUT --arch NAME [--layout L] [--classes FILE|N] [--reinit-head]``: load any
   supported checkpoint layout strictly and write our safetensors format.
 - ``export NAME OUT.onnx [--weights W]``: ONNX with a dynamic batch axis, at `input_shape`.
@@ -16,12 +18,15 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+import onnx
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import models
 from engines.onnx_export import export_onnx
 from models.checkpoint import FORMAT, MIGRATIONS, Classes
+from parsing.real_models import DEFAULT_WEIGHTS_DIR, RealNetwork, real_zoo, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info = actions.add_parser("info", help="parameters and GFLOPs of registered models")
     info.add_argument("names", nargs="*", metavar="NAME", help="models to show (default: all)")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.add_argument(
+        "--weights",
+        type=Path,
+        default=DEFAULT_WEIGHTS_DIR,
+        help="folder whose manifest.json lists the real networks",
+    )
     info.set_defaults(handler=_info)
 
     convert = actions.add_parser("convert", help="convert a checkpoint to our format")
@@ -136,19 +147,53 @@ def describe(name: str) -> dict[str, object]:
     }
 
 
+def describe_real(network: RealNetwork) -> dict[str, object]:
+    """A real network's zoo row: its stage, input, size, licence, origin and a checked file."""
+    entry = network.entry
+    checked = network.path.is_file() and sha256_of(network.path) == entry["sha256"]
+    parameters = None  # counted only in the file the manifest describes
+    if checked:
+        graph = onnx.load(str(network.path), load_external_data=False).graph
+        parameters = sum(int(np.prod(tensor.dims)) for tensor in graph.initializer)
+    return {
+        "name": network.name,
+        "kind": "real",
+        "task": f"{network.role}: {entry['task']}",
+        "input": entry["inputs"][0]["shape"],
+        "parameters": parameters,
+        "licence": entry["licence"],
+        "origin": entry["origin"],
+        "file": str(network.path),
+        "sha256_ok": checked,
+    }
+
+
 def _info(args: argparse.Namespace) -> int:
     known = models.names()
-    unknown = [name for name in args.names if name not in known]
+    real = {network.name: network for network in real_zoo(args.weights)}
+    unknown = [name for name in args.names if name not in known and name not in real]
     if unknown:
-        raise models.ModelError(f"unknown models {unknown}; known: {', '.join(known)}")
-    rows = [describe(name) for name in args.names or known]
+        raise models.ModelError(f"unknown models {unknown}; known: {', '.join([*known, *real])}")
+    wanted = args.names or [*known, *real]
+    rows = [describe(name) for name in wanted if name in known]
+    real_rows = [describe_real(real[name]) for name in wanted if name in real]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows + real_rows, indent=2))
         return 0
-    print(f"{'model':<14} {'params (M)':>11} {'GFLOPs':>9}  input (C,[T,]H,W)")
+    if rows:
+        print(f"{'model':<14} {'params (M)':>11} {'GFLOPs':>9}  input (C,[T,]H,W)")
     for row in rows:
         shape = "x".join(map(str, row["input_shape"]))  # type: ignore[arg-type]
         print(f"{row['name']:<14} {row['parameters'] / MEGA:>11.2f} {row['gflops']:>9.2f}  {shape}")
+    if real_rows:
+        print(f"\nreal networks ({args.weights / 'manifest.json'}; make real-weights):")
+    for row in real_rows:
+        shape = "x".join(map(str, row["input"]))  # type: ignore[arg-type]
+        size = "-" if row["parameters"] is None else f"{row['parameters'] / MEGA:.2f}M"
+        check = "sha256 ok" if row["sha256_ok"] else "SHA256 MISMATCH OR MISSING"
+        print(f"{row['name']:<28} {size:>8}  input {shape}  {row['licence']}  {check}")
+        print(f"    {row['task']}")
+        print(f"    {row['origin']}; {row['file']}")
     return 0
 
 

@@ -54,7 +54,8 @@ def videos_in(folder: Path) -> list[Path]:
 
 
 def handle(args: argparse.Namespace) -> int:
-    raw = load_config(args.config, RawConfig).root  # its own sources are replaced, not checked
+    # its own sources are replaced, not checked; its paths resolve beside it
+    raw = load_config(args.config, RawConfig, PipelineConfig).root
     data = apply_overrides(raw, args.set, str(args.config))
     videos = videos_in(args.videos)[: args.limit]
     data.update(

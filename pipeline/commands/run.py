@@ -20,6 +20,7 @@ from pipeline.config import ConfigError, RawConfig, apply_overrides, load_config
 from pipeline.runner import Runner, RunReport
 from pipeline.settings import PipelineConfig, SynthSplitSettings
 from pipeline.shard import apply_shard
+from pipeline.sources import SynthSource, parse_source
 from tps.formats import GT_VIDEO_FILE, read_gt
 from tps.scorer import evaluate
 from tps.synth.dataset import write_split
@@ -82,7 +83,7 @@ def configure(args: argparse.Namespace) -> PipelineConfig:
     if not args.source:
         prepare(load_config(path, _GenerateOnly).generate)
     if args.source:  # the config's own sources (maybe never rendered here) are replaced
-        data = dict(load_config(path, RawConfig).root or {})
+        data = dict(load_config(path, RawConfig, PipelineConfig).root or {})
     else:
         config = load_config(path, PipelineConfig)
         data = config.model_dump(mode="python", exclude_unset=False)
@@ -179,6 +180,23 @@ def execute(config: PipelineConfig) -> int:
     return 0
 
 
+ENDLESS_SYNTH = "source %s: no frames= given, the synthetic stream is endless; stop it with Ctrl-C"
+
+
+def warn_endless(config: PipelineConfig) -> None:
+    """Say at start that an offline run will not end by itself: it waits for every stream's end,
+    and a synthetic source without ``frames=`` has none (live ones run for ever on purpose)."""
+    if config.mode != "offline":
+        return
+    for source in config.sources:
+        spec = parse_source(source.uri)
+        if isinstance(spec, SynthSource) and spec.frames is None:
+            log.warning(ENDLESS_SYNTH, source.uri)
+
+
 def handle(args: argparse.Namespace) -> int:
     config = apply_shard(configure(args), args.shard)
-    return 0 if config is None else execute(config)
+    if config is None:
+        return 0
+    warn_endless(config)
+    return execute(config)

@@ -18,7 +18,8 @@ def test_demo_config_and_shipped_weights(monkeypatch, tmp_path):
     monkeypatch.chdir(REPO)
     generate = load_config(DEMO, _GenerateOnly).generate
     assert generate is not None and generate.videos == 2
-    raw = DEMO.read_text().replace(".cache/demo/videos/", f"{tmp_path}/")
+    raw = DEMO.read_text().replace("../.cache/demo/videos/", f"{tmp_path}/")
+    raw = raw.replace("../weights/", f"{REPO}/weights/")  # the copy is not beside weights/
     for name in ("demo_2026_00000", "demo_2026_00001"):
         (tmp_path / f"{name}.mp4").write_bytes(b"")
     config_path = tmp_path / "demo.yaml"
