@@ -34,7 +34,7 @@ def test_run_source_without_config_takes_the_camera_config(shared_media, tmp_pat
 
 
 def test_predictions_need_a_clip_stage(tmp_path):
-    data = dict(load_config(REPO / CAMERA_CONFIG, RawConfig).root)
+    data = dict(load_config(REPO / CAMERA_CONFIG, RawConfig, PipelineConfig).root)
     data["output"] = {"dir": tmp_path, "predictions": True}
     with pytest.raises(ConfigError, match=r"output.predictions: .*parser.clip is null") as raised:
         validate_config(PipelineConfig, data, "camera.yaml")
@@ -46,8 +46,8 @@ def test_predictions_need_a_clip_stage(tmp_path):
 
 
 def test_camera_config_parses_a_real_clip_with_the_real_set(shared_media, tmp_path, monkeypatch):
-    monkeypatch.chdir(REPO)  # the config names weights/ relative to the repository
-    data = dict(load_config(CAMERA_CONFIG, RawConfig).root)
+    monkeypatch.chdir(REPO)  # CAMERA_CONFIG is relative to the repository
+    data = dict(load_config(CAMERA_CONFIG, RawConfig, PipelineConfig).root)
     data.update(
         mode="offline",  # every frame, so the test can count them
         sources=[{"id": "walk", "uri": str(shared_media / "pose_demo.mp4")}],
