@@ -3,14 +3,24 @@ order, whatever its timestamps; an endless synthetic source says so when the run
 
 from __future__ import annotations
 
+import logging
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
+from pipeline.commands.run import ENDLESS_SYNTH, warn_endless
 from pipeline.sources import iterate_frames
+from plugins.publisher import EventSubscriber
 from tests.pipeline.test_runner import by_stream, make_config, run_with_subscriber
+
+REPO = Path(__file__).resolve().parents[2]
+WAIT_S = 60.0
 
 ENCODE_TIMEOUT_S = 120
 FRAMES = 60
@@ -53,3 +63,51 @@ def test_every_decoded_frame_gets_one_event_whatever_its_pts(random_weights, tmp
     assert [e["pts_ns"] for e in frames] == decoded
     assert runner.report.states == {"cam": "eos"}
     assert runner.report.progress["cam"].frames == FRAMES
+
+
+def test_offline_run_on_endless_synth_says_so_at_start(random_weights, tmp_path):
+    uri = "synth://?seed=1&people=1"
+    config = make_config(random_weights, [{"id": "world", "uri": uri}], None)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    subscriber = EventSubscriber(config.publish.endpoint)
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "run.py"), "run", "-c", str(path)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    statuses = []
+    deadline = time.monotonic() + 10 * WAIT_S
+    try:
+        for _, event in subscriber.events(idle_timeout_s=WAIT_S, until_final=True):
+            assert time.monotonic() < deadline, "the run did not end after SIGINT"
+            if event["type"] == "status":
+                statuses.append(event["state"])
+            if event["type"] == "frame" and event["frame_index"] == 2:
+                process.send_signal(signal.SIGINT)  # offline: no frame is skipped, 2 comes
+        _, err = process.communicate(timeout=WAIT_S)
+    finally:
+        process.kill()
+        subscriber.close()
+    assert process.returncode == 0, err
+    assert statuses[-1] == "stopped"
+    warned = [line for line in err.splitlines() if "endless" in line]
+    assert len(warned) == 1 and warned[0].endswith(ENDLESS_SYNTH % uri), err
+    assert err.index(warned[0]) < err.index("world: synth -> ")  # before the stream is built
+
+
+@pytest.mark.parametrize(
+    ("uri", "mode", "warned"),
+    [
+        pytest.param("synth://?seed=1", "offline", True, id="offline-endless"),
+        pytest.param("synth://?seed=1&frames=3", "offline", False, id="offline-finite"),
+        pytest.param("synth://?seed=1", "live", False, id="live-endless-on-purpose"),
+    ],
+)
+def test_only_offline_synth_without_frames_warns(random_weights, caplog, uri, mode, warned):
+    config = make_config(random_weights, [{"id": "w", "uri": uri}], None, mode=mode)
+    with caplog.at_level(logging.WARNING, logger="pipeline.commands.run"):
+        warn_endless(config)
+    assert [r.getMessage() for r in caplog.records] == ([ENDLESS_SYNTH % uri] if warned else [])
