@@ -49,8 +49,9 @@ class StreamGraph:
 
 
 def _network(settings: NetworkSettings) -> str:
+    weights = "" if settings.weights is None else f"weights={quote(str(settings.weights))} "
     return (
-        f"weights={quote(str(settings.weights))} engine={settings.engine}"
+        f"{weights}engine={settings.engine}"
         f" device={settings.device} precision={settings.precision} threads={settings.threads}"
     )
 
@@ -70,8 +71,9 @@ def parser_chain(parser: ParserSettings, final_clips: int) -> list[str]:
         f"tpspose {_network(pose)} flip-test={_bool(pose.flip_test)}"
         f" min-keypoint-score={pose.min_keypoint_score}"
         f" refine-boxes={_bool(pose.refine_person_boxes)}",
-        f"tpsparts {_network(parts)} paint={_bool(parts.paint)}"
-        f" paint-min-score={parts.paint_min_score} score-threshold={parts.score_threshold}",
+        f"tpsparts {_network(parts)} mode={parts.mode} paint={_bool(parts.paint)}"
+        f" paint-min-score={parts.paint_min_score} score-threshold={parts.score_threshold}"
+        f" keypoint-min-score={parts.keypoint_min_score} fallback-score={parts.fallback_score}",
         f"tpsclip weights={quote(weights)} engine={clip.networks[0].engine}"
         f" head-weights={quote(head_weights)} hop={clip.hop} frame-stride={clip.frame_stride or 0}"
         f" average-clips={clip.average_clips} final-clips={final_clips}"

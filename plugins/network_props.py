@@ -24,9 +24,10 @@ NETWORK_PROPS: tuple[Prop, ...] = (
 
 
 def network_fields(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The `parsing.settings.NetworkSettings` fields from an element's property values."""
+    """The `parsing.settings.NetworkSettings` fields from an element's property values (weights
+    None when unset, which only an element whose weights are optional lets through)."""
     return {
-        "weights": Path(values["weights"]),
+        "weights": Path(values["weights"]) if values["weights"] else None,
         "engine": values["engine"],
         "device": values["device"],
         "precision": values["precision"],

@@ -41,8 +41,9 @@ def stages(random_weights):
          "min_keypoint_score": 0.0, "refine_boxes": True}
     )  # fmt: skip
     parts = PartStage.from_properties(
-        {**network, "weights": str(random_weights["parts"]), "paint": True,
-         "paint_min_score": 0.0, "score_threshold": 0.0}
+        {**network, "weights": str(random_weights["parts"]), "mode": "detector", "paint": True,
+         "paint_min_score": 0.0, "score_threshold": 0.0, "keypoint_min_score": 0.3,
+         "fallback_score": 0.3}
     )  # fmt: skip
     clip = ClipStage.from_properties(
         {"weights": str(random_weights["csn"]), "engine": "torch", "head_weights": "",
