@@ -24,8 +24,9 @@ probe, and a mixed-source run hung under load).
   level 4, which every device decodes. Measured on ``skeleton_demo.mp4`` (1080p, 28 fps): CRF 21
   takes about 4.9 Mbit/s (the 2,048 kbit/s default gave 1.8).
 - **Speed.** ``ultrafast``/``zerolatency``: the encoder runs on the stream's thread in live mode.
-  On 2 busy cores it encoded about 65 frames/s at 640x480 and 24 at 1080p; ``veryfast`` saved
-  20% of the bits at a third of the speed.
+  ``python -m bench.encode`` on 2 cores shared with other work (load 4 to 9): 100 to 280
+  frames/s at 640x480, 17 to 53 at 1080p, as fast as the plain RGB chain it replaced;
+  ``veryfast`` saved a fifth of the bits at a third of the speed.
 - **A still image** gets a lossless PNG of its one annotated frame: a one-frame MP4 is no way
   to look at a photo, and PNG keeps any size, odd ones too.
 """
