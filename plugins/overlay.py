@@ -6,16 +6,17 @@ the annotated video a person looks at.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from parsing.results import FrameResult
+from parsing.results import FrameResult, HumanResult
 from plugins.clip import FRAME
 from plugins.element import ElementSpec, FrameContext
+from plugins.parts import HUMANS
 from tps.drawing import Figure, draw_figures
 
 
-def figures(result: FrameResult) -> list[Figure]:
+def figures(humans: Sequence[HumanResult]) -> list[Figure]:
     """The drawable form of a frame's humans."""
     return [
         Figure(
@@ -24,7 +25,7 @@ def figures(result: FrameResult) -> list[Figure]:
             parts={name: (part.box, part.state) for name, part in human.parts.items()},
             label="" if human.track_id is None else f"#{human.track_id}",
         )
-        for human in result.humans
+        for human in humans
     ]
 
 
@@ -46,9 +47,15 @@ class OverlayStage:
         """Nothing to acquire."""
 
     def process(self, frame: FrameContext) -> None:
-        result = None if frame.record is None else frame.record.results.get(FRAME)
+        record = frame.record
+        if record is None:
+            return
+        result = record.results.get(FRAME)
         if result is not None:
-            draw_figures(frame.rgb, figures(result), caption(result))
+            draw_figures(frame.rgb, figures(result.humans), caption(result))
+        elif HUMANS in record.results:  # no clip element upstream: the parse the parts left
+            caption_text = f"{frame.stream} #{record.frame_index}"
+            draw_figures(frame.rgb, figures(record.results[HUMANS]), caption_text)
 
     def finish(self) -> None:
         """Nothing to flush."""
