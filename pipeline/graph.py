@@ -22,7 +22,7 @@ from parsing.settings import NetworkSettings, ParserSettings  # noqa: E402
 from pipeline.annotated import IMAGE_SUFFIX, VIDEO_SUFFIX, annotated_chain  # noqa: E402
 from pipeline.gst import GstError, init, quote  # noqa: E402
 from pipeline.settings import PipelineConfig  # noqa: E402
-from pipeline.sources import build_source, parse_source  # noqa: E402
+from pipeline.sources import FileSource, ImageSource, build_source, parse_source  # noqa: E402
 
 OFFLINE_QUEUE_FRAMES = 4
 """Offline mode decouples decoding from parsing with this many frames (lossless: it blocks)."""
@@ -123,6 +123,11 @@ def build_stream(
     if output.dir is not None and output.annotated_video:
         suffix = IMAGE_SUFFIX if spec.kind == "image" else VIDEO_SUFFIX
         video_path = output.dir / (f"{stream}-{restart}{suffix}" if restart else stream + suffix)
+        if isinstance(spec, FileSource | ImageSource) and video_path.resolve() == spec.path:
+            raise GstError(
+                f"stream {stream!r}: its annotated output {str(video_path)!r} would overwrite its"
+                " own source; write to another output folder"
+            )
         chain.append("tpsoverlay")
     chain.append(f"tpspublish endpoint={quote(endpoint)} hwm={config.publish.hwm}")
     if video_path is not None:

@@ -95,3 +95,14 @@ def test_photos_run_through_the_pipeline_to_annotated_pngs(
         # the overlay drew on it (caption, boxes); most of the photo shows through unchanged
         changed = np.any(np.abs(annotated.astype(int) - original) > 8, axis=2).mean()
         assert 0 < changed < 0.5
+
+
+def test_the_annotated_png_never_overwrites_its_own_photo(random_weights, png):
+    """Output folder = the photo's folder and stream id = its stem: the stream fails alone."""
+    before = png.read_bytes()
+    sources = [{"id": "photo", "uri": str(png)}, {"id": "other", "uri": "synth://?frames=2"}]
+    runner, events = run_with_subscriber(make_config(random_weights, sources, png.parent))
+    assert runner.report.states == {"photo": "error", "other": "eos"}
+    [error] = [e["detail"] for e in by_stream(events, "photo", "status") if e["state"] == "error"]
+    assert "would overwrite its own source" in error and str(png) in error
+    assert png.read_bytes() == before
