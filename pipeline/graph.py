@@ -61,19 +61,25 @@ def _bool(value: bool) -> str:
 
 
 def parser_chain(parser: ParserSettings, final_clips: int) -> list[str]:
-    """The parser's elements as gst-launch fragments, in order."""
+    """The parser's elements as gst-launch fragments, in order (no clip element without clip)."""
     person, pose, parts, clip = parser.person, parser.pose, parser.parts, parser.clip
-    weights = ",".join(str(network.weights) for network in clip.networks)
-    head_weights = json.dumps([network.head_weights for network in clip.networks])
-    return [
+    frame_stages = [
         f"tpsperson {_network(person)} score-threshold={person.score_threshold}"
-        f" nms-iou={person.nms_iou} max-persons={person.max_persons}",
+        f" nms-iou={person.nms_iou} max-persons={person.max_persons}"
+        f" input-long-side={person.input_long_side}",
         f"tpspose {_network(pose)} flip-test={_bool(pose.flip_test)}"
         f" min-keypoint-score={pose.min_keypoint_score}"
         f" refine-boxes={_bool(pose.refine_person_boxes)}",
         f"tpsparts {_network(parts)} mode={parts.mode} paint={_bool(parts.paint)}"
         f" paint-min-score={parts.paint_min_score} score-threshold={parts.score_threshold}"
         f" keypoint-min-score={parts.keypoint_min_score} fallback-score={parts.fallback_score}",
+    ]
+    if clip is None:
+        return frame_stages
+    weights = ",".join(str(network.weights) for network in clip.networks)
+    head_weights = json.dumps([network.head_weights for network in clip.networks])
+    return [
+        *frame_stages,
         f"tpsclip weights={quote(weights)} engine={clip.networks[0].engine}"
         f" head-weights={quote(head_weights)} hop={clip.hop} frame-stride={clip.frame_stride or 0}"
         f" average-clips={clip.average_clips} final-clips={final_clips}"
@@ -111,7 +117,8 @@ def build_stream(
         " max-size-bytes=0 max-size-time=0"
     )
     pacing = ["identity sync=true"] if live and spec.kind in ("file", "synth") else []
-    final_clips = 0 if live else config.parser.clip.average_clips
+    clip = config.parser.clip
+    final_clips = 0 if live or clip is None else clip.average_clips
     between = (
         f"queue max-size-buffers={STAGE_QUEUE_FRAMES[config.mode]} max-size-bytes=0 max-size-time=0"
     )
@@ -145,7 +152,7 @@ def build_stream(
     if not source_bin.link(body):
         raise GstError(f"stream {stream!r}: cannot link its source to the parser")
     names = [spec.kind, "decode", "stamp"]
-    names += ["person", "pose", "parts", "clip"]
+    names += ["person", "pose", "parts"] + (["clip"] if clip is not None else [])
     names += (["overlay"] if video_path else []) + ["publish"]
     names += [video_path.suffix[1:]] if video_path else []
     return StreamGraph(stream, source.uri, pipeline, f"{stream}: {' -> '.join(names)}", video_path)
