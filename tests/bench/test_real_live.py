@@ -17,7 +17,7 @@ def test_a_looped_one_second_clip_runs_live_until_stopped(shared_media):
     # at 30 frames/s in, about SECONDS * 30 frames are offered; the gate drops what it cannot take
     assert parsed >= 3 and parsed + dropped <= figures["frames_offered"] <= parsed + dropped + 2
     assert figures["frames_offered"] >= 25 * figures["seconds_timed"]
-    assert figures["parsed_fps"] > 0
+    assert figures["parsed_fps"] > 0 and figures["cpu_ms_per_parsed_frame"] > 0
     assert 0 < figures["latency_p50_ms"] <= figures["latency_p99_ms"]
     assert 0 <= figures["people_per_frame_mean"] <= figures["people_per_frame_max"]
     assert figures["stage_ms_per_frame"]["tpsperson"] > 0
