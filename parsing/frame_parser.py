@@ -176,7 +176,8 @@ class MultiPoseDetector:
 
     MultiPose also gives keypoints, but the top-down single-pose stage places them better on the
     real photos of ``shared/real`` (PCK@0.2 0.80 / 0.92 / 0.93 against 0.45 / 1.0 / 0.81 on
-    OCHuman / CrowdPose / AIC, ``python -m bench.real_models_eval``), so only the boxes go on.
+    OCHuman / CrowdPose / AIC, ``bench/real_models_eval.py`` at commit 5f366ed), so only the boxes
+    go on (the stages as built: ``python run.py eval-pose``).
     """
 
     def __init__(self, network: Network, settings: PersonSettings) -> None:

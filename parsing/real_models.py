@@ -25,8 +25,10 @@ is padded to the input's aspect (``letterbox_box``). A normalised network point 
 frame pixels as ``x1 + x * (x2 - x1)``, ``y1 + y * (y2 - y1)`` (``to_frame``; input pixel j's
 centre is x = (j + 0.5) / w).
 
-Measured on the real photographs in ``shared/real`` (``python -m bench.real_models_eval``; 2-core
-CPU, onnxruntime 1.32; recall = annotated people found at IoU 0.5, PCK@0.2 of the box diagonal):
+Measured on the real photographs in ``shared/real`` by ``bench/real_models_eval.py`` (commit
+5f366ed; ``python run.py eval-pose`` now measures the stages as the pipeline runs them, figures in
+docs/RESULTS.md); 2-core CPU, onnxruntime 1.32; recall = annotated people found at IoU 0.5,
+PCK@0.2 of the box diagonal:
 
 - MultiPose, long side 256 (25 ms): recall OCHuman 2/5, CrowdPose 4/4, AIC 8/9; PCK .45/1.0/.81
 - MultiPose, long side 384 (66 ms): recall 3/5, 4/4, 9/9; PCK 0.60 / 0.97 / 0.93
