@@ -51,6 +51,8 @@ def _describe(error: dict) -> str:
     message = error["msg"]
     if error["type"] == "extra_forbidden":
         message = "unknown key"
+    elif error["type"] == "value_error":  # our validators' own words, which name the value
+        message = str(error["ctx"]["error"])
     elif error["type"] != "missing" and not isinstance(error.get("input"), dict | list):
         message = f"{message} (got {error.get('input')!r})"
     return f"{path}: {message}"

@@ -99,6 +99,47 @@ def error_text(message: Gst.Message) -> str:
     return f"{source}: {error.message}"
 
 
+_STREAM = "gst-stream-error-quark"
+_RESOURCE = "gst-resource-error-quark"
+_CORE = "gst-core-error-quark"
+NOT_PLAYABLE = "not a playable video"
+NO_DECODER = "no decoder for its format"
+CANNOT_OPEN = "cannot open or connect"
+ERROR_MEANINGS: dict[tuple[str, int], str] = {
+    (_STREAM, int(Gst.StreamError.TYPE_NOT_FOUND)): "not a video",
+    (_STREAM, int(Gst.StreamError.WRONG_TYPE)): "not a video",
+    (_STREAM, int(Gst.StreamError.DEMUX)): NOT_PLAYABLE,
+    (_STREAM, int(Gst.StreamError.DECODE)): NOT_PLAYABLE,
+    (_STREAM, int(Gst.StreamError.FORMAT)): NOT_PLAYABLE,
+    (_STREAM, int(Gst.StreamError.CODEC_NOT_FOUND)): NO_DECODER,
+    (_CORE, int(Gst.CoreError.MISSING_PLUGIN)): NO_DECODER,
+    (_RESOURCE, int(Gst.ResourceError.NOT_FOUND)): "not found",
+    (_RESOURCE, int(Gst.ResourceError.OPEN_READ)): CANNOT_OPEN,
+    (_RESOURCE, int(Gst.ResourceError.OPEN_READ_WRITE)): CANNOT_OPEN,
+    (_RESOURCE, int(Gst.ResourceError.READ)): "lost (cannot read)",
+    (_RESOURCE, int(Gst.ResourceError.BUSY)): "busy",
+}
+"""What a GStreamer error (domain, code) says about the input, in a user's words."""
+
+
+def failure_text(message: Gst.Message) -> str:
+    """An ERROR message as one line about the input: what it means, then GStreamer's words.
+
+    ``not a playable video (This file contains no playable streams)``; a resource error gives
+    the reason from the debug text instead of the generic message (``cannot open or connect
+    (Failed to connect. (Generic error))``). An error without a known meaning, such as one our
+    own elements post, keeps the element's name: ``tpsperson0: <message>``.
+    """
+    error, debug = message.parse_error()
+    meaning = ERROR_MEANINGS.get((error.domain, error.code))
+    if meaning is None:
+        return error_text(message)
+    words = error.message.rstrip(".")
+    if error.domain == _RESOURCE and debug and "\n" in debug:
+        words = debug.rsplit("\n", 1)[1].strip() or words  # the element's own reason
+    return f"{meaning} ({words})"
+
+
 def post_error(element: Gst.Element, text: str, debug: str | None = None) -> None:
     """Post a stream error from `element` on its bus, as GST_ELEMENT_ERROR does in C."""
     error = GLib.Error.new_literal(Gst.stream_error_quark(), text, int(Gst.StreamError.FAILED))

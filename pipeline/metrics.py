@@ -11,7 +11,9 @@ source state, time of the last processed frame) sits under one lock.
     GET /metrics   Prometheus text format (``generate_latest``)
     GET /healthz   200 {"status": "ok", "streams": {"cam0": {"state": "playing", "age_s": 0.04}}}
                    503 with "status": "stalled" (and the stalled streams listed) when a stream has
-                   been ``playing`` without a processed frame for more than ``stall_after_s``
+                   been ``playing`` without a processed frame for more than ``stall_after_s``,
+                   or "down" (and the streams that are down listed) when a stream has been
+                   reconnecting or failed, without playing again, for more than ``down_after_s``
 
 Series (``tps_`` namespace, unit in the name):
 
@@ -77,6 +79,8 @@ DEFAULT_PORT = 9464
 DEFAULT_ADDRESS = f"{DEFAULT_HOST}:{DEFAULT_PORT}"
 DEFAULT_STALL_AFTER_S = 10.0
 """A ``playing`` stream with no processed frame for longer than this fails the health check."""
+DEFAULT_DOWN_AFTER_S = 30.0
+"""A stream reconnecting (or failed) for longer than this, without playing, fails the check."""
 MAX_PORT = 65535
 LATENCY_BUCKETS_S: tuple[float, ...] = (
     0.001,
@@ -101,6 +105,10 @@ INITIAL_STATE = "starting"
 """The state of a stream from its declaration until the supervisor reports another."""
 STALLABLE_STATE = "playing"
 """The only state in which a stream without fresh frames counts as stuck."""
+DOWN_STATES = frozenset({"reconnecting", "error"})
+"""States that mean the source is lost; it stays down (``starting`` again included) until it
+plays again or ends."""
+UP_STATES = frozenset({"playing", "eos", "stopped"})
 SERVE_POLL_S = 0.1
 """How often the serving loop checks for shutdown; bounds `MetricsServer.stop`."""
 REQUEST_TIMEOUT_S = 5.0
@@ -148,6 +156,12 @@ class MetricsSettings(Section):
         description="seconds a playing stream may go without a processed frame before /healthz "
         "answers 503",
     )
+    down_after_s: float = Field(
+        DEFAULT_DOWN_AFTER_S,
+        gt=0,
+        description="grace period: seconds a stream may be reconnecting (or failed) without "
+        "playing again before /healthz answers 503",
+    )
 
     @field_validator("address")
     @classmethod
@@ -168,11 +182,14 @@ class StreamHealth:
         age_s: seconds since the last processed frame, None before the first.
         stalled: ``playing`` and no progress (a processed frame, or entering ``playing``) for more
             than the stall limit.
+        down: the source was lost (reconnecting, or failed) and has not played again for more
+            than the grace period.
     """
 
     state: str
     age_s: float | None
     stalled: bool
+    down: bool = False
 
 
 @dataclass(slots=True)
@@ -182,6 +199,8 @@ class _StreamClock:
     state: str
     state_since: float
     last_frame: float | None = None
+    down_since: float | None = None
+    """When the source was lost (entered a `DOWN_STATES` state) and has not played since."""
 
 
 def _check(value: str, allowed: Iterable[str], what: str) -> None:
@@ -400,6 +419,10 @@ class Metrics:
             if entry.state != state:
                 entry.state = state
                 entry.state_since = self._clock()
+            if state in UP_STATES:
+                entry.down_since = None
+            elif state in DOWN_STATES and entry.down_since is None:
+                entry.down_since = entry.state_since
             # The gauge is written under the lock so concurrent changes cannot leave two 1s.
             self._set_state_gauge(stream, state)
 
@@ -417,12 +440,17 @@ class Metrics:
         with self._lock:
             return self._require(stream).last_frame
 
-    def health(self, stall_after_s: float = DEFAULT_STALL_AFTER_S) -> dict[str, StreamHealth]:
-        """Every declared stream's state, frame age and whether it is stalled.
+    def health(
+        self,
+        stall_after_s: float = DEFAULT_STALL_AFTER_S,
+        down_after_s: float = DEFAULT_DOWN_AFTER_S,
+    ) -> dict[str, StreamHealth]:
+        """Every declared stream's state, frame age and whether it is stalled or down.
 
         A stream is stalled only in ``playing``, when neither a processed frame nor the move into
         ``playing`` happened within `stall_after_s`; ``reconnecting``, ``eos``, ``stopped`` and the
-        others are reported but never stalled.
+        others are reported but never stalled. A stream is down when it was lost (``reconnecting``
+        or ``error``) more than `down_after_s` ago and has not played or ended since.
         """
         now = self._clock()
         report = {}
@@ -433,7 +461,8 @@ class Metrics:
                 if entry.last_frame is not None:
                     progress = max(progress, entry.last_frame)
                 stalled = entry.state == STALLABLE_STATE and now - progress > stall_after_s
-                report[stream] = StreamHealth(entry.state, age_s, stalled)
+                down = entry.down_since is not None and now - entry.down_since > down_after_s
+                report[stream] = StreamHealth(entry.state, age_s, stalled, down)
         return report
 
     def render(self) -> bytes:
@@ -444,8 +473,9 @@ class Metrics:
 def health_body(report: dict[str, StreamHealth]) -> tuple[HTTPStatus, dict[str, Any]]:
     """The ``/healthz`` status code and JSON body for a `Metrics.health` report."""
     stalled = [stream for stream, health in report.items() if health.stalled]
+    down = [stream for stream, health in report.items() if health.down]
     body: dict[str, Any] = {
-        "status": "stalled" if stalled else "ok",
+        "status": "stalled" if stalled else "down" if down else "ok",
         "streams": {
             stream: {
                 "state": health.state,
@@ -456,6 +486,9 @@ def health_body(report: dict[str, StreamHealth]) -> tuple[HTTPStatus, dict[str, 
     }
     if stalled:
         body["stalled"] = stalled
+    if down:
+        body["down"] = down
+    if stalled or down:
         return HTTPStatus.SERVICE_UNAVAILABLE, body
     return HTTPStatus.OK, body
 
@@ -465,6 +498,7 @@ class _Server(ThreadingHTTPServer):
 
     metrics: Metrics
     stall_after_s: float
+    down_after_s: float
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host's FQDN, a DNS round trip we do not need.
@@ -491,7 +525,10 @@ class _Handler(BaseHTTPRequestHandler):
         if path == METRICS_PATH:
             self._reply(HTTPStatus.OK, CONTENT_TYPE_LATEST, self.server.metrics.render())
         elif path == HEALTH_PATH:
-            status, body = health_body(self.server.metrics.health(self.server.stall_after_s))
+            server = self.server
+            status, body = health_body(
+                server.metrics.health(server.stall_after_s, server.down_after_s)
+            )
             self._reply(status, JSON_CONTENT_TYPE, json.dumps(body).encode())
         else:
             message = f"{path}: expected {METRICS_PATH} or {HEALTH_PATH}\n"
@@ -522,6 +559,8 @@ class MetricsServer:
         port: TCP port; 0 takes a free one (see `address`).
         stall_after_s: seconds a ``playing`` stream may go without a processed frame before
             ``/healthz`` answers 503.
+        down_after_s: seconds a lost stream may go without playing again before ``/healthz``
+            answers 503.
 
     Raises:
         MetricsError: the address is in use or cannot be bound.
@@ -534,9 +573,11 @@ class MetricsServer:
         port: int = DEFAULT_PORT,
         *,
         stall_after_s: float = DEFAULT_STALL_AFTER_S,
+        down_after_s: float = DEFAULT_DOWN_AFTER_S,
     ) -> None:
-        if stall_after_s <= 0:
-            raise MetricsError(f"stall_after_s: expected > 0, got {stall_after_s}")
+        for name, value in (("stall_after_s", stall_after_s), ("down_after_s", down_after_s)):
+            if value <= 0:
+                raise MetricsError(f"{name}: expected > 0, got {value}")
         server_class = _Server6 if ":" in host else _Server
         try:
             self._server = server_class((host, port), _Handler)
@@ -545,6 +586,7 @@ class MetricsServer:
             raise MetricsError(f"metrics address {host}:{port}: cannot bind ({reason})") from error
         self._server.metrics = metrics
         self._server.stall_after_s = stall_after_s
+        self._server.down_after_s = down_after_s
         self._thread: threading.Thread | None = None
         self._closed = False
 

@@ -24,7 +24,7 @@ from models.registry import ModelError
 from parsing.events import Event
 from parsing.results import FINAL_STATES, StreamStatus
 from pipeline.graph import StreamGraph, build_stream
-from pipeline.gst import NS_PER_S, error_text
+from pipeline.gst import NS_PER_S, failure_text
 from pipeline.metrics import Metrics, MetricsServer, parse_address
 from pipeline.recorder import Recorder
 from pipeline.settings import PipelineConfig
@@ -94,6 +94,8 @@ class _Slot:
     attempts: int = 0
     restarts: int = 0
     restart_at: float | None = None
+    first_index: int = 0
+    """The frame number the running attempt started at: frames since tell whether it played."""
 
 
 @dataclass
@@ -103,11 +105,14 @@ class RunReport:
     states: dict[str, str]
     progress: dict[str, StreamProgress]
     prediction: Prediction | None
-    video_paths: dict[str, Path]
+    video_paths: dict[str, list[Path]]
+    """Every annotated video written per stream (one per attempt that had frames), in order."""
     metrics: Metrics
 
     failed: list[str] = field(default_factory=list)
     """Streams that ended with an error."""
+    errors: dict[str, str] = field(default_factory=dict)
+    """Each failed stream's error, one line naming its source."""
 
 
 class Runner:
@@ -120,9 +125,15 @@ class Runner:
         self.progress = {stream: StreamProgress() for stream in self.streams}
         self.states = dict.fromkeys(self.streams, "starting")
         self.failed: list[str] = []
+        self.errors: dict[str, str] = {}
         self.recorder = Recorder()
-        self.video_paths: dict[str, Path] = {}
-        """The annotated video of each stream (its latest, after restarts)."""
+        self.recording = config.ground_truth is not None or (
+            config.output.dir is not None and config.output.predictions
+        )
+        """Whether the run keeps the events for a prediction: only when it writes or scores one,
+        since the recorder holds every annotated frame until the end (an endless live stream
+        would grow it for ever)."""
+        self.video_paths: dict[str, list[Path]] = {}
         self.frames_in = dict.fromkeys(self.streams, 0)
         """Frames stamped per stream, so a restarted stream numbers on."""
         self.metrics_url: str | None = None
@@ -142,7 +153,11 @@ class Runner:
             return
         host, port = parse_address(settings.address)
         with MetricsServer(
-            self.metrics, host, port, stall_after_s=settings.stall_after_s
+            self.metrics,
+            host,
+            port,
+            stall_after_s=settings.stall_after_s,
+            down_after_s=settings.down_after_s,
         ) as server:
             log.info("metrics on %s/metrics, health on %s/healthz", server.url, server.url)
             self.metrics_url = server.url
@@ -171,8 +186,9 @@ class Runner:
         )
 
     def _listen(self, event: Event) -> None:
-        """Every event, in process: the recorder and the progress lines."""
-        self.recorder.add(event)
+        """Every event, in process: the recorder (when it is wanted) and the progress lines."""
+        if self.recording:
+            self.recorder.add(event)
         progress = self.progress.get(event["stream"])
         if progress is None:
             return
@@ -183,11 +199,12 @@ class Runner:
             progress.action = event["action"]["label"]
 
     def _status(self, sink: EventSink, stream: str, state: str, detail: str = "") -> None:
+        """Publish a status of `stream` and make it the stream's state (report, metrics)."""
         self.states[stream] = state
         self.progress[stream].state = state
         if state == "playing" and self.progress[stream].frames == 0:
             self.progress[stream].started = time.monotonic()  # the rate counts from the first play
-        if state in FINAL_STATES:
+        if state in FINAL_STATES or state == "error":  # an error is the stream's end
             self.progress[stream].ended = time.monotonic()
         self.metrics.source_state(stream, state)
         sink.send(
@@ -195,6 +212,7 @@ class Runner:
         )
         if state == "error":
             self.failed.append(stream)
+            self.errors[stream] = detail
             log.error("stream %s: %s", stream, detail)
         else:
             log.debug("stream %s: %s %s", stream, state, detail)
@@ -254,7 +272,8 @@ class Runner:
             configure_default_pool(NetworkPool())
             install(Hooks())
         clips = config.parser.clip is not None  # without a clip stage there is no action to write
-        prediction = self.recorder.prediction() if clips and self._recorded() else None
+        recorded = self.recording and clips and self._recorded()
+        prediction = self.recorder.prediction() if recorded else None
         if prediction is not None and config.output.dir and config.output.predictions:
             write_pred(config.output.dir, prediction)
             log.info(
@@ -264,9 +283,10 @@ class Runner:
             self.states,
             self.progress,
             prediction,
-            dict(self.video_paths),
+            {stream: list(paths) for stream, paths in self.video_paths.items()},
             self.metrics,
             self.failed,
+            dict(self.errors),
         )
 
     def _recorded(self) -> bool:
@@ -276,9 +296,9 @@ class Runner:
         """Build and start a stream; False when it failed (its statuses say how)."""
         stream = slot.stream
         self._status(sink, stream, "starting", self.config.sources[slot.index].uri)
-        first_index = self.frames_in[stream]
+        slot.first_index = self.frames_in[stream]
         try:
-            graph = build_stream(self.config, slot.index, endpoint, first_index, slot.restarts)
+            graph = build_stream(self.config, slot.index, endpoint, slot.first_index, slot.restarts)
         except Exception as error:  # a stream that cannot be built fails alone
             self._fail(sink, slot, str(error))
             return False
@@ -287,22 +307,29 @@ class Runner:
         if queue is not None and self.config.mode == "live":
             queue.connect("overrun", lambda _queue, s=stream: self.metrics.frame_dropped(s))
         slot.graph = graph
-        if graph.video_path is not None:
-            self.video_paths[stream] = graph.video_path
         if graph.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
-            self._fail(sink, slot, self._first_error(graph) or "cannot start")
+            message = graph.pipeline.get_bus().pop_filtered(Gst.MessageType.ERROR)
+            self._fail(sink, slot, self._failure(graph, message))
             return False
         return True
 
     @staticmethod
-    def _first_error(graph: StreamGraph) -> str | None:
-        message = graph.pipeline.get_bus().pop_filtered(Gst.MessageType.ERROR)
-        return None if message is None else error_text(message)
+    def _failure(graph: StreamGraph, message: Gst.Message | None) -> str:
+        """An error of a stream as one line that names its source the way the user gave it."""
+        return f"{graph.uri}: {'cannot start' if message is None else failure_text(message)}"
 
     def _teardown(self, slot: _Slot) -> None:
-        if slot.graph is not None:
-            slot.graph.pipeline.set_state(Gst.State.NULL)
-            slot.graph = None
+        """Stop the running attempt; keep its annotated video only if a frame went into it."""
+        graph, slot.graph = slot.graph, None
+        if graph is None:
+            return
+        graph.pipeline.set_state(Gst.State.NULL)
+        if graph.video_path is None:
+            return
+        if self.frames_in[slot.stream] > slot.first_index:
+            self.video_paths.setdefault(slot.stream, []).append(graph.video_path)
+        else:  # the muxer made the file on starting: an empty one is no video
+            graph.video_path.unlink(missing_ok=True)
 
     def _fail(self, sink: EventSink, slot: _Slot, detail: str) -> None:
         """An error: a live source retries after a back-off, anything else ends for good."""
@@ -311,7 +338,8 @@ class Runner:
             self._retry(sink, slot, detail)
             return
         self._status(sink, slot.stream, "error", detail)
-        self._status(sink, slot.stream, "stopped", "after the error")
+        # a final status for subscribers; the stream's state stays "error"
+        sink.send(StreamStatus(slot.stream, "stopped", "after the error", time.time_ns()))
         slot.done = True
 
     def _may_retry(self, slot: _Slot) -> bool:
@@ -327,6 +355,7 @@ class Runner:
         slot.restarts += 1
         slot.restart_at = time.monotonic() + delay
         self.metrics.reconnect(slot.stream)
+        log.warning("stream %s: %s; retry %d in %.1f s", slot.stream, detail, slot.attempts, delay)
         self._status(sink, slot.stream, "reconnecting", f"{detail}; retry in {delay:.1f} s")
 
     def _ended(self, sink: EventSink, slot: _Slot) -> None:
@@ -339,7 +368,7 @@ class Runner:
             slot.restarts += 1
             slot.restart_at = time.monotonic()
         elif self._may_retry(slot):
-            self._retry(sink, slot, "the source ended")
+            self._retry(sink, slot, f"{self.config.sources[slot.index].uri}: the source ended")
         else:
             self._status(sink, slot.stream, "eos", "end of stream")
             slot.done = True
@@ -422,7 +451,7 @@ class Runner:
         elif message.type == Gst.MessageType.EOS:
             self._ended(sink, slot)
         else:
-            self._fail(sink, slot, error_text(message))
+            self._fail(sink, slot, self._failure(graph, message))
 
     @contextmanager
     def _signals(self) -> Iterator[None]:

@@ -163,7 +163,7 @@ class PipelineConfig(Section):
     """A whole pipeline."""
 
     mode: Mode = Field("offline", description="live: real time, drops; offline: lossless")
-    sources: tuple[SourceSettings, ...] = Field(min_length=1, description="the streams")
+    sources: tuple[SourceSettings, ...] = Field(description="the streams (at least one)")
     video: VideoSettings = VideoSettings()
     parser: ParserSettings
     live: LiveSettings = LiveSettings()
@@ -181,6 +181,14 @@ class PipelineConfig(Section):
     concurrent_streams: int | None = Field(
         None, ge=1, description="offline: most streams parsed at once (null: all)"
     )
+
+    @field_validator("sources")
+    @classmethod
+    def _some_sources(cls, sources: tuple[SourceSettings, ...]) -> tuple[SourceSettings, ...]:
+        # not min_length: pydantic would also call a list of one bad source empty
+        if not sources:
+            raise ValueError("expected at least one source")
+        return sources
 
     @model_validator(mode="after")
     def _unique_ids(self) -> PipelineConfig:

@@ -166,7 +166,8 @@ def _file_source(uri: str, path_text: str) -> FileSource | ImageSource:
         raise SourceError(f"source {uri!r}: missing file path")
     path = Path(path_text).expanduser().resolve()
     if not path.is_file():
-        raise SourceError(f"source {uri!r}: no such file {str(path)!r}")
+        where = "" if str(path) == uri else f" ({path})"  # a relative path, as resolved
+        raise SourceError(f"{uri}: no such file{where}")
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(uri, path)
     return FileSource(uri, path)

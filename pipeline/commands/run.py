@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -79,6 +80,8 @@ def configure(args: argparse.Namespace) -> PipelineConfig:
     A synthetic split the config asks for is rendered first (only once), since its sources may
     be the split's videos.
     """
+    for uri in args.source or ():
+        parse_source(uri)  # a bad --source is named alone, not as a key of a config it replaces
     path = config_path(args)
     if not args.source:
         prepare(load_config(path, _GenerateOnly).generate)
@@ -132,8 +135,9 @@ def summarise(config: PipelineConfig, report: RunReport) -> None:
     """Per-stream lines, where outputs went and, with ground truth, the Kinetics-TPS score."""
     for stream, progress in report.progress.items():
         print(progress.line(stream))
-    for stream, path in report.video_paths.items():
-        print(f"{stream}: annotated video {path}")
+    for stream, paths in report.video_paths.items():
+        for path in paths:
+            print(f"{stream}: annotated video {path}")
     if config.output.dir and report.prediction is not None and config.output.predictions:
         print(f"predictions: {config.output.dir}")
     if config.ground_truth is not None and report.prediction is not None:
@@ -174,10 +178,9 @@ def execute(config: PipelineConfig) -> int:
     prepare(config.generate)
     report = Runner(config).run()
     summarise(config, report)
-    if report.failed:
-        log.error("streams failed: %s", ", ".join(report.failed))
-        return 1
-    return 0
+    for detail in report.errors.values():
+        print(f"error: {detail}", file=sys.stderr)
+    return 1 if report.failed else 0
 
 
 ENDLESS_SYNTH = "source %s: no frames= given, the synthetic stream is endless; stop it with Ctrl-C"

@@ -146,9 +146,12 @@ def test_the_good_stream_is_untouched_by_its_bad_neighbours(mixed_run):
     ],
 )
 def test_unplayable_source_is_one_error_line_then_stopped(mixed_run, stream, words):
-    _, events = mixed_run
+    runner, events = mixed_run
     assert final_states(events, stream)[-2:] == ["error", "stopped"]
-    assert words in error_detail(events, stream)
+    detail = error_detail(events, stream)
+    uri = next(source.uri for source in runner.config.sources if source.id == stream)
+    assert detail.startswith(f"{uri}: ") and words in detail, detail
+    assert runner.report.states[stream] == "error", "a source that never played failed"
     assert not by_stream(events, stream, "frame")
 
 

@@ -33,8 +33,9 @@ def states(events: list, stream: str) -> list[str]:
 
 
 def test_refused_rtsp_retries_with_back_off_then_fails_alone(random_weights, tmp_path):
+    refused = f"rtsp://127.0.0.1:{free_port()}/none?transport=tcp"
     sources = [
-        {"id": "cam", "uri": f"rtsp://127.0.0.1:{free_port()}/none?transport=tcp"},
+        {"id": "cam", "uri": refused},
         {"id": "synthetic", "uri": "synth://?seed=2&people=1&frames=8"},
     ]
     reconnect = {"initial_delay_s": 0.05, "max_delay_s": 0.2, "max_attempts": 2}
@@ -43,7 +44,10 @@ def test_refused_rtsp_retries_with_back_off_then_fails_alone(random_weights, tmp
     assert states(events, "cam") == [
         "starting", "reconnecting", "starting", "reconnecting", "starting", "error", "stopped",
     ]  # fmt: skip
-    assert "Could not" in by_stream(events, "cam", "status")[1]["detail"]
+    assert by_stream(events, "cam", "status")[1]["detail"].startswith(
+        f"{refused}: cannot open or connect ("
+    )
+    assert runner.report.states["cam"] == "error"
     assert states(events, "synthetic")[-1] == "eos"
     assert len(by_stream(events, "synthetic", "frame")) == 8
     assert (

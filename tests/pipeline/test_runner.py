@@ -146,7 +146,7 @@ def test_a_failing_stream_does_not_stop_the_others(random_weights, tmp_path):
         {"id": "good", "uri": "synth://?seed=4&people=1&frames=6"},
     ]
     runner, events = run_with_subscriber(make_config(random_weights, sources, tmp_path / "out"))
-    assert runner.report.states == {"bad": "stopped", "good": "eos"}
+    assert runner.report.states == {"bad": "error", "good": "eos"}
     assert runner.report.failed == ["bad"]
     statuses = by_stream(events, "bad", "status")
     assert [e["state"] for e in statuses][-2:] == ["error", "stopped"]
