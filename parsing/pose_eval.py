@@ -244,6 +244,7 @@ class PoseScore:
     keypoints: int = 0
     hits: int = 0
     matched_keypoints: int = 0
+    predicted: int = 0
     seconds: list[float] = field(default_factory=list)
 
     @property
@@ -271,6 +272,7 @@ class PoseScore:
         """Count one image: its annotations against predicted (N, 4) boxes, (N, 17, 2+) points."""
         self.images += 1
         self.seconds.append(seconds)
+        self.predicted += len(boxes_xyxy)
         self.people += len(people)
         labelled = [int((person.keypoints_xyv[:, 2] > 0).sum()) for person in people]
         self.keypoints += sum(labelled)
@@ -292,6 +294,7 @@ class PoseScore:
             keypoints=self.keypoints + other.keypoints,
             hits=self.hits + other.hits,
             matched_keypoints=self.matched_keypoints + other.matched_keypoints,
+            predicted=self.predicted + other.predicted,
             seconds=self.seconds + other.seconds,
         )
 
@@ -307,6 +310,7 @@ class PoseScore:
             "pck": round(self.pck, 4),
             "matched_keypoints": self.matched_keypoints,
             "pck_matched": round(self.pck_matched, 4),
+            "predicted": self.predicted,
             "ms_per_image": round(1000 * float(np.median(self.seconds)), 1) if self.seconds else 0,
         }
 

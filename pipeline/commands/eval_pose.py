@@ -5,8 +5,10 @@
 Builds the person and pose stages from each config's ``parser`` section as the pipeline builds
 them, runs them on every image of every folder of ``--real`` (`parsing.pose_eval` reads the
 COCO-format sets) and prints, per folder and config: annotated people, people found at IoU 0.5
-(one-to-one), recall, PCK@0.2 of the annotated box diagonal over all annotated people and over the
-matched ones, and the median milliseconds per image. Default: the synthetic set
+(one-to-one), recall, the person boxes the stages gave (annotated or not: the photos have
+unannotated people too, so boxes beyond those found are not all false), PCK@0.2 of the annotated
+box diagonal over all annotated people and over the matched ones, and the median milliseconds per
+image. Default: the synthetic set
 (``configs/demo.yaml``) beside the real set (``configs/camera.yaml``). The same figures go to
 ``--out`` as JSON.
 """
@@ -98,19 +100,19 @@ def person_pose(settings: ParserSettings) -> Iterator[PersonPose]:
 
 def _cell(score: PoseScore) -> str:
     return (
-        f"{score.found}/{score.people} ({score.recall:.2f}) | {score.pck:.2f} | "
-        f"{score.pck_matched:.2f} | {1000 * float(np.median(score.seconds)):.0f}"
+        f"{score.found}/{score.people} ({score.recall:.2f}) | {score.predicted} | "
+        f"{score.pck:.2f} | {score.pck_matched:.2f} | {1000 * float(np.median(score.seconds)):.0f}"
     )
 
 
 def table(results: dict[str, dict[str, PoseScore]]) -> str:
-    """A Markdown table: one row per folder (and all), four columns per config."""
+    """A Markdown table: one row per folder (and all), five columns per config."""
     configs = list(results)
     folders = list(next(iter(results.values())))
     header = "| folder | " + " | ".join(
-        f"{name}: found (recall) | PCK@0.2 | PCK matched | ms/image" for name in configs
+        f"{name}: found (recall) | boxes | PCK@0.2 | PCK matched | ms/image" for name in configs
     )
-    lines = [header + " |", "|" + " --- |" * (1 + 4 * len(configs))]
+    lines = [header + " |", "|" + " --- |" * (1 + 5 * len(configs))]
     for folder in [*folders, "all"]:
         cells = []
         for name in configs:

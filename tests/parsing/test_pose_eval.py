@@ -166,5 +166,6 @@ def test_pck_counts_unmatched_people_as_misses_and_reports_matched_alone():
         "pck": 0.3333,
         "matched_keypoints": 4,
         "pck_matched": 0.5,
+        "predicted": 2,
         "ms_per_image": 20.0,
     }
