@@ -181,7 +181,7 @@ class RestartingRunner(Runner):
             gc.collect()  # log records are left out: pytest keeps every one it captures
             objects = gc.get_objects()
             self.objects[slot.restarts] = sum(
-                1 for obj in objects if not isinstance(obj, logging.LogRecord)
+                1 for obj in objects if type(obj) is not logging.LogRecord
             )
         if slot.restarts >= self.last:
             self.stop()
