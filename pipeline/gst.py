@@ -120,6 +120,11 @@ ERROR_MEANINGS: dict[tuple[str, int], str] = {
     (_RESOURCE, int(Gst.ResourceError.BUSY)): "busy",
 }
 """What a GStreamer error (domain, code) says about the input, in a user's words."""
+FLOW_MEANINGS: dict[str, str] = {
+    "reason not-linked": "no video stream in it",
+    "reason not-negotiated": "its video cannot be converted to frames",
+}
+"""A demuxer's generic "Internal data stream error" by the flow return its debug text names."""
 
 
 def failure_text(message: Gst.Message) -> str:
@@ -132,6 +137,9 @@ def failure_text(message: Gst.Message) -> str:
     """
     error, debug = message.parse_error()
     meaning = ERROR_MEANINGS.get((error.domain, error.code))
+    if meaning is None and error.matches(Gst.stream_error_quark(), Gst.StreamError.FAILED):
+        flow = next((flow for flow in FLOW_MEANINGS if flow in (debug or "")), None)
+        meaning = None if flow is None else FLOW_MEANINGS[flow]
     if meaning is None:
         return error_text(message)
     words = error.message.rstrip(".")

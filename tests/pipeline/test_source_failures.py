@@ -20,6 +20,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.commands.run import summarise
+from pipeline.gst import parse_launch, quote, run_until_eos
 from pipeline.runner import Runner, _Slot
 from pipeline.settings import PipelineConfig
 from plugins.publish import EventSink
@@ -53,11 +54,25 @@ def cut_mp4(tmp_path_factory) -> Path:
     return make_bad_files(tmp_path_factory.mktemp("cut"))["half"]
 
 
+@pytest.fixture(scope="module")
+def sound_only(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("sound") / "song.mp4"
+    run_until_eos(
+        parse_launch(
+            "audiotestsrc num-buffers=20 ! audioconvert ! avenc_aac ! mp4mux"
+            f" ! filesink location={quote(str(path))}"
+        ),
+        WAIT_S,
+    )
+    return path
+
+
 @pytest.mark.parametrize(
     ("fixture", "meaning"),
     [
         pytest.param("not_a_video", "not a video (", id="text-file-named-mp4"),
         pytest.param("cut_mp4", "not a playable video (", id="mp4-cut-in-half"),
+        pytest.param("sound_only", "no video stream in it (", id="sound-only-mp4"),
     ],
 )
 def test_unplayable_file_is_one_error_naming_it_and_writes_no_video(
