@@ -1,6 +1,6 @@
 """Part boxes from keypoints: fit their constants on a train split, measure part AP50 per mode.
 
-    python -m bench.keypoint_parts fit --split data/train
+    python -m bench.keypoint_parts fit --split data/train --max-videos 80
     python -m bench.keypoint_parts ap --split data/test --max-videos 60 [-c configs/demo.yaml]
 
 ``fit`` searches `parsing.keypoint_parts.PartGeometry` on a split's ground truth (keypoints.json,
@@ -32,7 +32,7 @@ import numpy as np
 from bench.common import emit
 from parsing.boxes import refine_person_box
 from parsing.frame_parser import PartDetector, Persons
-from parsing.keypoint_parts import FITTED, HIPS, SHOULDERS, PartGeometry, keypoint_parts
+from parsing.keypoint_parts import HIPS, SHOULDERS, PartGeometry, keypoint_parts
 from parsing.networks import load_network
 from parsing.settings import ParserSettings, PartMode
 from pipeline.config import RawConfig, load_config, validate
@@ -47,6 +47,21 @@ from training.metrics import AP50_IOU, average_precision
 DEFAULT_CONFIG = Path("configs/demo.yaml")
 GT_KEYPOINT_SCORE = 1.0
 """A ground-truth keypoint inside the frame (visible or occluded) is fully confident."""
+START = PartGeometry(
+    head_pad=0.30,
+    hip_pad=0.20,
+    arm_pad=0.15,
+    leg_pad=0.15,
+    hand_reach=0.30,
+    hand_size=0.40,
+    foot_reach=0.05,
+    foot_forward=0.10,
+    foot_length=0.55,
+    foot_thickness=0.20,
+    torso_per_box=0.35,
+)
+"""Where the search starts (rough guesses from the synthetic bodies' proportions); it gave
+`parsing.keypoint_parts.FITTED`."""
 GRID = np.round(np.arange(0.0, 1.5001, 0.05), 3)
 """Values tried for every constant, in person-scale units (reaches in segment lengths)."""
 ROUNDS = 2
@@ -144,10 +159,10 @@ def _quality(ious: Sequence[float]) -> tuple[float, float]:
 def fit(persons: Sequence[GtPerson]) -> tuple[PartGeometry, dict[str, dict[str, float]]]:
     """The geometry found best on `persons`, and per part type its hit rate and mean IoU.
 
-    A coordinate search from `FITTED`: each step tries every `GRID` value for the k-th constant of
+    A coordinate search from `START`: each step tries every `GRID` value for the k-th constant of
     every part type at once (they move disjoint boxes) and keeps each type's best.
     """
-    geometry = replace(FITTED, torso_per_box=torso_per_box(persons))
+    geometry = replace(START, torso_per_box=torso_per_box(persons))
     best = {kind: _quality(ious) for kind, ious in part_ious(persons, geometry).items()}
     for _, position in itertools.product(range(ROUNDS), range(max(map(len, GROUPS.values())))):
         varied = {kind: names[position] for kind, names in GROUPS.items() if position < len(names)}
