@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from bench.real_live import DEMO_CONFIG, measure
+import numpy as np
+
+from bench.real_live import DEMO_CONFIG, four_people_clip, measure
 from pipeline.commands.eval_pose import parser_settings
+from tps.video import read_frames
 
 SECONDS = 2.5
 
@@ -22,3 +25,10 @@ def test_a_looped_one_second_clip_runs_live_until_stopped(shared_media):
     assert 0 <= figures["people_per_frame_mean"] <= figures["people_per_frame_max"]
     assert figures["stage_ms_per_frame"]["tpsperson"] > 0
     assert "tpsclip" not in figures["stage_ms_per_frame"]
+
+
+def test_the_four_people_clip_is_640x480_with_a_mirrored_right_half(shared_media, tmp_path):
+    frames = read_frames(four_people_clip(tmp_path), [0, 71])
+    assert frames.shape == (2, 480, 640, 3)
+    left, right = frames[1, :, :320].astype(int), frames[1, :, 320:][:, ::-1].astype(int)
+    assert np.abs(left - right).mean() < 8  # the same pixels up to H.264 noise
