@@ -7,15 +7,17 @@
 every keypoint inside the frame counts as confident, and the annotated part boxes): the torso per
 box side is the median ratio over the persons whose torso is visible; every other constant is the
 grid value under which most ground-truth parts are found at inclusive IoU >= 0.5 (the scorer's
-IoU, AP50's threshold), ties broken by the mean IoU. Each constant moves the boxes of its own parts
-only, so one pass over a joint grid fits them all. No frame is decoded.
+IoU, AP50's threshold), ties broken by the mean IoU, by a coordinate search (`fit`). Only the
+first frame of each video is decoded, for its size.
 
 ``ap`` measures the part stage as the parser runs it (`parsing.frame_parser.PartDetector`, the
 config's ``parser.parts`` settings) in each mode, on every annotated person of the split: the
 person's box and keypoints come from the ground-truth box and the config's pose network (its box
 refined around the keypoints, as the parser does), so the figures isolate the part stage from the
-person detector. Part AP50 per part (VOC all-point AP, `training.metrics.average_precision`, over
-the stage's top-1 box per part and its score) is printed as one JSON line.
+person detector; ``--gt-keypoints`` takes the ground-truth keypoints instead (the geometry's and
+the painting's ceiling). Part AP per part at IoU 0.5 (AP50) and at the scorer's 0.3 (AP30) (VOC
+all-point AP, `training.metrics.average_precision`, over the stage's top-1 box per part and its
+score) is printed as one JSON line.
 """
 
 from __future__ import annotations
@@ -179,10 +181,12 @@ def fit(persons: Sequence[GtPerson]) -> tuple[PartGeometry, dict[str, dict[str, 
 
 
 def measure_modes(
-    split: Split, settings: ParserSettings, max_videos: int | None
+    split: Split, settings: ParserSettings, max_videos: int | None, gt_keypoints: bool = False
 ) -> dict[str, dict[str, object]]:
     """Part AP50 per part of the part stage in every mode, on the split's annotated persons."""
-    samples = pose_keypoints(load_frame_samples(split, None, max_videos), settings.pose.weights)
+    samples = load_frame_samples(split, None, max_videos)
+    if not gt_keypoints:
+        samples = pose_keypoints(samples, settings.pose.weights)
     persons = person_samples(samples)
     network = load_network(settings.parts)
     stages = {}
@@ -207,25 +211,32 @@ def measure_modes(
         ground_truths.append(
             {name: np.array(part.box, np.float32) for name, part in human.parts.items()}
         )
-    return {mode: _ap50(found[mode], ground_truths) for mode in stages}
+    return {mode: _ap(found[mode], ground_truths) for mode in stages}
 
 
-def _ap50(
-    found: Sequence[dict], ground_truths: Sequence[dict[str, np.ndarray]]
-) -> dict[str, object]:
-    per_part = {}
-    for name in PARTS:
-        detections = [
-            (parts[name][0][None], np.array([parts[name][1]]))
-            if name in parts
-            else (np.zeros((0, 4)), np.zeros(0))
-            for parts in found
-        ]
-        truths = [
-            gt[name][None] if name in gt else np.zeros((0, 4), np.float32) for gt in ground_truths
-        ]
-        per_part[name] = average_precision(detections, truths)
-    return {"ap50": mean_ap(per_part), "per_part": per_part}
+SCORER_PART_IOU = 0.3
+"""The official scorer credits a part from this IoU: AP at it tells what the score will see."""
+
+
+def _ap(found: Sequence[dict], ground_truths: Sequence[dict[str, np.ndarray]]) -> dict[str, object]:
+    """Mean and per-part AP at IoU 0.5 (AP50) and at the scorer's 0.3 (AP30)."""
+    report: dict[str, object] = {}
+    for key, iou in (("ap50", AP50_IOU), ("ap30", SCORER_PART_IOU)):
+        per_part = {}
+        for name in PARTS:
+            detections = [
+                (parts[name][0][None], np.array([parts[name][1]]))
+                if name in parts
+                else (np.zeros((0, 4)), np.zeros(0))
+                for parts in found
+            ]
+            truths = [
+                gt[name][None] if name in gt else np.zeros((0, 4), np.float32)
+                for gt in ground_truths
+            ]
+            per_part[name] = average_precision(detections, truths, iou)
+        report |= {key: mean_ap(per_part), f"{key}_per_part": per_part}
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-videos", type=int, help="only the first N videos")
     parser.add_argument(
         "-c", "--config", type=Path, default=DEFAULT_CONFIG, help="ap: parser config"
+    )
+    parser.add_argument(
+        "--gt-keypoints", action="store_true", help="ap: ground-truth keypoints, not the pose net's"
     )
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
@@ -255,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         report = {
             "split": str(args.split),
             "max_videos": args.max_videos,
-            **measure_modes(split, settings, args.max_videos),
+            "keypoints": "ground truth" if args.gt_keypoints else "pose network",
+            **measure_modes(split, settings, args.max_videos, args.gt_keypoints),
         }
     emit(report, args.out)
     return 0
