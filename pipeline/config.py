@@ -108,6 +108,9 @@ class UriOrPath:
 
 URI_OR_PATH = UriOrPath()
 
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+"""The shipped configs, found from any working directory (their own paths resolve beside them)."""
+
 
 def resolve_paths(schema: type[BaseModel], data: object, folder: Path) -> object:
     """`data`, as read from a config file in `folder`, with its relative paths made absolute.

@@ -28,12 +28,19 @@ from parsing.frame_parser import person_detector, pose_estimator
 from parsing.networks import load_network
 from parsing.pose_eval import PersonPose, PoseScore, read_sets, score_sets
 from parsing.settings import ParserSettings
-from pipeline.config import ConfigError, RawConfig, apply_overrides, load_config, validate
+from pipeline.config import (
+    CONFIGS_DIR,
+    ConfigError,
+    RawConfig,
+    apply_overrides,
+    load_config,
+    validate,
+)
 from pipeline.settings import PipelineConfig
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIGS = (Path("configs/demo.yaml"), Path("configs/camera.yaml"))
+DEFAULT_CONFIGS = (CONFIGS_DIR / "demo.yaml", CONFIGS_DIR / "camera.yaml")
 DEFAULT_REAL = Path("../shared/real")
 DEFAULT_OUT = Path("out/eval-pose.json")
 

@@ -17,7 +17,14 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.config import ConfigError, RawConfig, apply_overrides, load_config, validate
+from pipeline.config import (
+    CONFIGS_DIR,
+    ConfigError,
+    RawConfig,
+    apply_overrides,
+    load_config,
+    validate,
+)
 from pipeline.runner import Runner, RunReport
 from pipeline.settings import PipelineConfig, SynthSplitSettings
 from pipeline.shard import apply_shard
@@ -28,8 +35,8 @@ from tps.synth.dataset import write_split
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path("configs/demo.yaml")
-CAMERA_CONFIG = Path("configs/camera.yaml")
+DEFAULT_CONFIG = CONFIGS_DIR / "demo.yaml"
+CAMERA_CONFIG = CONFIGS_DIR / "camera.yaml"
 """`run --source X` without `-c`: a user's own footage gets the real-footage model set."""
 
 
@@ -44,7 +51,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "-c",
         "--config",
         type=Path,
-        help=f"pipeline YAML (default: {CAMERA_CONFIG} with --source, else {DEFAULT_CONFIG})",
+        help="pipeline YAML (default: configs/camera.yaml with --source, else configs/demo.yaml)",
     )
     parser.add_argument("--source", action="append", metavar="URI", help="replace the sources")
     parser.add_argument("--mode", choices=("live", "offline"), help="override the mode")
@@ -137,7 +144,7 @@ def summarise(config: PipelineConfig, report: RunReport) -> None:
         print(progress.line(stream))
     for stream, paths in report.video_paths.items():
         for path in paths:
-            print(f"{stream}: annotated video {path}")
+            print(f"{stream}: annotated {'image' if path.suffix == '.png' else 'video'} {path}")
     if config.output.dir and report.prediction is not None and config.output.predictions:
         print(f"predictions: {config.output.dir}")
     if config.ground_truth is not None and report.prediction is not None:

@@ -33,6 +33,16 @@ def test_run_source_without_config_takes_the_camera_config(shared_media, tmp_pat
     assert demo.parser.clip is not None and demo.parser.person.weights.suffix == ".safetensors"
 
 
+def test_the_default_configs_are_found_from_any_directory(shared_media, tmp_path, monkeypatch):
+    """`python /path/to/run.py run --source X` from elsewhere: camera.yaml and its weights."""
+    monkeypatch.chdir(tmp_path)
+    clip = str(shared_media / "pose_demo.mp4")
+    config = configure(_args("--source", clip))
+    assert config.parser.person.weights == REPO / "weights/real/movenet_multipose_lightning.onnx"
+    assert config.parser.person.weights.is_file()
+    assert config_path(_args()) == REPO / "configs/demo.yaml"
+
+
 def test_predictions_need_a_clip_stage(tmp_path):
     data = dict(load_config(REPO / CAMERA_CONFIG, RawConfig, PipelineConfig).root)
     data["output"] = {"dir": tmp_path, "predictions": True}
