@@ -1,4 +1,4 @@
-"""2D ResNet backbone that returns the C5 feature map (stride 32), with mmdet's module names.
+"""2D ResNet backbone returning the C5 feature map (stride 32, or 16 dilated), mmdet names.
 
 The layout follows torchvision / mmdet `ResNet` exactly, so an OpenMMLab detector checkpoint loads
 by key: `backbone.conv1.weight`, `backbone.bn1.*`, `backbone.layer1.0.conv1.weight`, ...,
@@ -10,6 +10,9 @@ the computation is not, so a checkpoint must be run in the style it was trained 
 * ``pytorch`` (torchvision, mmdet ``style='pytorch'``): the stride is in the 3x3 conv.
 * ``caffe`` (Detectron, mmdet ``style='caffe'``, used by mmdet's released YOLOF weights): the stride
   is in the first 1x1 conv.
+
+``c5_dilation=2`` is Detectron's DC5 (the YOLOF paper's ``-DC5`` models): layer4 keeps stride 16 and
+its 3x3 convs dilate by 2 instead; the parameters and key names are the same.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ EXPANSION = 4
 STEM_KERNEL = 7
 STEM_STRIDE = 2
 STAGE_STRIDES = (1, 2, 2, 2)
+C5_STRIDE = 32
+C5_DILATIONS = (1, 2)
 
 
 class Bottleneck(nn.Module):
@@ -38,13 +43,22 @@ class Bottleneck(nn.Module):
         stride: int,
         norm_layer: NormLayer,
         style: Style,
+        dilation: int = 1,
     ) -> None:
         super().__init__()
         out_channels = planes * EXPANSION
         stride_1x1, stride_3x3 = (stride, 1) if style == "caffe" else (1, stride)
         self.conv1 = nn.Conv2d(in_channels, planes, 1, stride=stride_1x1, bias=False)
         self.bn1 = norm_layer(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride_3x3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(
+            planes,
+            planes,
+            3,
+            stride=stride_3x3,
+            padding=dilation,
+            dilation=dilation,
+            bias=False,
+        )
         self.bn2 = norm_layer(planes)
         self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
         self.bn3 = norm_layer(out_channels)
@@ -77,8 +91,13 @@ class ResNetC5(nn.Module):
         style: where the stride of a down-sampling block sits (see the module docstring).
         frozen_stages: stages whose parameters do not train: 0 freezes the stem, 1 the stem and
             layer1 (mmdet's YOLOF setting), -1 nothing.
+        c5_dilation: 1 for the plain trunk (output stride 32); 2 for DC5 (layer4 without its
+            stride, its 3x3 convs dilated by 2: output stride 16).
 
-    Input N,3,H,W float32 (normalised); output N,C5,H/32,W/32 float32.
+    Attributes:
+        stride: output stride, 32 // c5_dilation.
+
+    Input N,3,H,W float32 (normalised); output N,C5,H/S,W/S float32 (S = `stride`).
     """
 
     def __init__(
@@ -88,8 +107,14 @@ class ResNetC5(nn.Module):
         norm_layer: NormLayer = nn.BatchNorm2d,
         style: Style = "pytorch",
         frozen_stages: int = -1,
+        c5_dilation: int = 1,
     ) -> None:
         super().__init__()
+        if c5_dilation not in C5_DILATIONS:
+            raise ValueError(f"c5_dilation must be one of {C5_DILATIONS}, got {c5_dilation}")
+        strides = (*STAGE_STRIDES[:-1], STAGE_STRIDES[-1] // c5_dilation)
+        dilations = (1, 1, 1, c5_dilation)
+        self.stride = C5_STRIDE // c5_dilation
         self.conv1 = nn.Conv2d(
             3, base_width, STEM_KERNEL, stride=STEM_STRIDE, padding=STEM_KERNEL // 2, bias=False
         )
@@ -97,8 +122,8 @@ class ResNetC5(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         in_channels = base_width
-        for index, (num_blocks, stride) in enumerate(
-            zip(blocks_per_stage, STAGE_STRIDES, strict=True)
+        for index, (num_blocks, stride, dilation) in enumerate(
+            zip(blocks_per_stage, strides, dilations, strict=True)
         ):
             planes = base_width * 2**index
             stage = nn.Sequential(
@@ -109,6 +134,7 @@ class ResNetC5(nn.Module):
                         stride if block == 0 else 1,
                         norm_layer,
                         style,
+                        dilation,
                     )
                     for block in range(num_blocks)
                 )
@@ -134,9 +160,9 @@ class ResNetC5(nn.Module):
         return [self.conv1, self.bn1, *stages]
 
     def forward(self, images: Tensor) -> Tensor:
-        """N,3,H,W -> N,C5,H/32,W/32, where B = base_width and C5 = 32B."""
+        """N,3,H,W -> N,C5,H/S,W/S, where B = base_width, C5 = 32B and S = `stride` (32 or 16)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(images))))  # N,B,H/4,W/4
         x = self.layer1(x)  # N,4B,H/4,W/4
         x = self.layer2(x)  # N,8B,H/8,W/8
         x = self.layer3(x)  # N,16B,H/16,W/16
-        return self.layer4(x)  # N,32B,H/32,W/32
+        return self.layer4(x)  # N,32B,H/S,W/S

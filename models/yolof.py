@@ -6,6 +6,10 @@ Module names reproduce mmdet's, so a YOLOF checkpoint's ``state_dict`` loads by 
 ``bbox_head.{cls_subnet,bbox_subnet}.N.{conv,bn}.*``, ``bbox_head.{cls_score,bbox_pred,
 object_pred}.*``.
 
+`yolof_tiny_dc5` is the one departure, a configurable choice for small objects (the part detector's
+hands and feet): the paper's DC5 trunk (layer4 dilated, output stride 16) with anchors of 8..128
+pixels. The full-size builders are the paper's C5 models, stride 32, anchors 32..512.
+
 The forward pass returns raw maps only, so the network exports to ONNX as it is; anchors, delta
 decoding and NMS are in `models.detection`. The released mmdet YOLOF weights are caffe style
 (``style="caffe"``, `models.detection.CAFFE_BGR` input); models we train are pytorch style with
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from models.detection import ANCHOR_SIZES, ANCHOR_STRIDE, CAFFE_BGR, IMAGENET_RGB, Normalization
+from models.detection import ANCHOR_SIZES, CAFFE_BGR, IMAGENET_RGB, Normalization
 from models.layers import FrozenBatchNorm2d
 from models.registry import register
 from models.resnet2d import NormLayer, ResNetC5, Style
@@ -32,6 +36,8 @@ HEAD_INIT_STD = 0.01
 COCO_CLASSES = 80
 PAPER_INPUT_SHAPE = (3, 800, 1216)
 TINY_INPUT_SHAPE = (3, 256, 256)
+SMALL_ANCHOR_SIZES = (8, 16, 32, 64, 128)
+"""`yolof_tiny_dc5`'s anchors: the paper's five octaves, two octaves smaller (hands are ~10 px)."""
 
 
 class ConvModule(nn.Module):
@@ -184,12 +190,12 @@ class YOLOF(nn.Module):
         input_shape: per-sample input C,H,W the model is built for (H, W multiples of 32).
         num_classes: K.
         anchor_sizes: anchor sides in input pixels (A = len(anchor_sizes) per location).
-        stride: output stride (32).
+        stride: output stride S (32; 16 with a DC5 backbone), the anchor grid's step.
         normalization: the input normalisation its weights expect (see `models.detection`).
         head_prefixes: `state_dict` key prefixes of the class-count-dependent layer (for
             re-initialising the head when fine-tuning to other classes).
 
-    Input N,3,H,W float32 normalised; output (cls logits N,A*K,H/32,W/32, deltas N,A*4,H/32,W/32).
+    Input N,3,H,W float32 normalised; output (cls logits N,A*K,H/S,W/S, deltas N,A*4,H/S,W/S).
     """
 
     head_prefixes: tuple[str, ...] = ("bbox_head.cls_score.",)
@@ -201,6 +207,7 @@ class YOLOF(nn.Module):
         bbox_head: YOLOFHead,
         input_shape: tuple[int, int, int],
         normalization: Normalization,
+        anchor_sizes: tuple[int, ...] = ANCHOR_SIZES,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -208,14 +215,14 @@ class YOLOF(nn.Module):
         self.bbox_head = bbox_head
         self.input_shape = input_shape
         self.num_classes = bbox_head.num_classes
-        self.anchor_sizes = ANCHOR_SIZES
-        self.stride = ANCHOR_STRIDE
+        self.anchor_sizes = anchor_sizes
+        self.stride = backbone.stride
         self.normalization = normalization
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """N,3,H,W -> (N,A*K,H/32,W/32 logits, N,A*4,H/32,W/32 deltas)."""
-        c5 = self.backbone(images)  # N,C5,H/32,W/32
-        features = self.neck(c5)  # N,C,H/32,W/32
+        """N,3,H,W -> (N,A*K,H/S,W/S logits, N,A*4,H/S,W/S deltas)."""
+        c5 = self.backbone(images)  # N,C5,H/S,W/S
+        features = self.neck(c5)  # N,C,H/S,W/S
         return self.bbox_head(features)
 
 
@@ -229,11 +236,16 @@ class _Architecture:
     block_mid_channels: int
     block_dilations: tuple[int, ...]
     input_shape: tuple[int, int, int]
+    c5_dilation: int = 1
+    anchor_sizes: tuple[int, ...] = ANCHOR_SIZES
 
 
 _R50 = _Architecture((3, 4, 6, 3), 64, 512, 128, (2, 4, 6, 8), PAPER_INPUT_SHAPE)
 _R101 = _Architecture((3, 4, 23, 3), 64, 512, 128, (2, 4, 6, 8), PAPER_INPUT_SHAPE)
 _TINY = _Architecture((1, 1, 1, 1), 16, 128, 32, (2, 4), TINY_INPUT_SHAPE)
+_TINY_DC5 = _Architecture(
+    (1, 1, 1, 1), 16, 128, 32, (2, 4, 6, 8), TINY_INPUT_SHAPE, 2, SMALL_ANCHOR_SIZES
+)
 
 
 def _yolof(
@@ -241,13 +253,15 @@ def _yolof(
 ) -> YOLOF:
     """Assemble a YOLOF; `frozen_bn` swaps every backbone BatchNorm for the frozen one."""
     norm_layer: NormLayer = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
-    backbone = ResNetC5(arch.blocks_per_stage, arch.base_width, norm_layer, style, frozen_stages)
+    backbone = ResNetC5(
+        arch.blocks_per_stage, arch.base_width, norm_layer, style, frozen_stages, arch.c5_dilation
+    )
     neck = DilatedEncoder(
         backbone.out_channels, arch.encoder_width, arch.block_mid_channels, arch.block_dilations
     )
-    head = YOLOFHead(arch.encoder_width, num_classes, len(ANCHOR_SIZES))
+    head = YOLOFHead(arch.encoder_width, num_classes, len(arch.anchor_sizes))
     normalization = CAFFE_BGR if style == "caffe" else IMAGENET_RGB
-    return YOLOF(backbone, neck, head, arch.input_shape, normalization)
+    return YOLOF(backbone, neck, head, arch.input_shape, normalization, arch.anchor_sizes)
 
 
 @register("yolof_r50")
@@ -292,3 +306,19 @@ def yolof_tiny(
     blocks; input 3x256x256. Nothing is frozen by default, since it trains from scratch.
     """
     return _yolof(_TINY, num_classes, frozen_bn, style, frozen_stages)
+
+
+@register("yolof_tiny_dc5")
+def yolof_tiny_dc5(
+    num_classes: int = COCO_CLASSES,
+    frozen_bn: bool = False,
+    style: Style = "pytorch",
+    frozen_stages: int = -1,
+) -> YOLOF:
+    """`yolof_tiny` on a stride-16 feature with small anchors, for small objects (body parts).
+
+    The paper's DC5 trunk (layer4 keeps stride 16, its 3x3 convs dilated by 2), four dilated
+    encoder blocks (2, 4, 6, 8) so the encoder still sees the whole person, and anchors of
+    8..128 pixels (`SMALL_ANCHOR_SIZES`); input 3x256x256, output grid 16x16.
+    """
+    return _yolof(_TINY_DC5, num_classes, frozen_bn, style, frozen_stages)

@@ -14,6 +14,7 @@ from torch import nn
 from models.detection import CAFFE_BGR, IMAGENET_RGB, decode, preprocess
 from models.layers import FrozenBatchNorm2d
 from models.registry import build
+from models.resnet2d import ResNetC5
 from models.yolof import YOLOF, yolof_r50, yolof_tiny
 
 SEED = 0
@@ -176,3 +177,29 @@ def test_tiny_end_to_end_detections_lie_inside_the_original_image() -> None:
         assert (found.boxes_xyxy >= 0).all()
         assert ((found.labels >= 0) & (found.labels < NUM_CLASSES)).all()
         assert (found.scores[:-1] >= found.scores[1:]).all()
+
+
+def test_dc5_variant_keeps_layer4_at_stride_16_with_the_same_backbone_weights() -> None:
+    torch.manual_seed(SEED)
+    model = build("yolof_tiny_dc5", num_classes=NUM_CLASSES).eval()
+    plain = yolof_tiny(num_classes=NUM_CLASSES)
+    assert (model.stride, model.anchor_sizes) == (16, (8, 16, 32, 64, 128))
+    assert (plain.stride, yolof_r50().stride) == (32, 32)
+    first = model.backbone.layer4[0]
+    assert (first.conv2.stride, first.conv2.dilation, first.conv2.padding) == (
+        (1, 1),
+        (2, 2),
+        (2, 2),
+    )
+    assert first.downsample[0].stride == (1, 1)
+    backbone_shapes = {key: value.shape for key, value in model.backbone.state_dict().items()}
+    assert backbone_shapes == {key: v.shape for key, v in plain.backbone.state_dict().items()}
+    with torch.no_grad():
+        cls_logits, bbox_deltas = model(torch.randn(1, *model.input_shape))
+    assert cls_logits.shape == (1, NUM_ANCHORS * NUM_CLASSES, 16, 16)
+    assert bbox_deltas.shape == (1, NUM_ANCHORS * 4, 16, 16)
+
+
+def test_backbone_rejects_an_unsupported_c5_dilation() -> None:
+    with pytest.raises(ValueError, match="c5_dilation must be one of"):
+        ResNetC5((1, 1, 1, 1), 16, c5_dilation=3)

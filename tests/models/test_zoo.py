@@ -30,7 +30,7 @@ EXACT_PARAMETERS = {
 # Counts DESIGN.md gives rounded to 0.01M.
 ROUNDED_PARAMETERS_M = {"yolof_r50": 44.16, "yolof_r101": 63.15}
 # Paper-size models run on the meta device only: full shape math, no compute.
-REAL_FORWARD = ("ir_csn_tiny", "ip_csn_tiny", "hrnet_tiny", "yolof_tiny")
+REAL_FORWARD = ("ir_csn_tiny", "ip_csn_tiny", "hrnet_tiny", "yolof_tiny", "yolof_tiny_dc5")
 
 
 def _expected_shapes(model: nn.Module, batch: int, classes: int) -> list[tuple[int, ...]]:

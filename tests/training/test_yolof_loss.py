@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+import models
 from models.detection import anchor_grid, encode_deltas
 from training.yolof_loss import (
     IGNORED,
@@ -159,3 +160,23 @@ def test_yolof_loss_without_gt_is_background_only() -> None:
                         anchor_sizes=SIZES)  # fmt: skip
     assert losses["loss_bbox"].item() == 0.0
     assert losses["loss_cls"].item() == pytest.approx(8 * 0.75 * 0.25 * math.log(2), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "input_side", "positive"),
+    [
+        pytest.param("yolof_tiny", 160, False, id="stride32-anchor32"),
+        pytest.param("yolof_tiny_dc5", 256, True, id="dc5-anchor8"),
+    ],
+)
+def test_a_hand_sized_box_gets_a_positive_anchor_only_with_the_small_anchors(
+    name: str, input_side: int, positive: bool
+) -> None:
+    """A 12x12 box (a hand in a part crop) must be matchable, or its class never trains."""
+    model = models.build(name, num_classes=3)
+    grid = input_side // model.stride
+    anchors = anchor_grid((grid, grid), model.stride, model.anchor_sizes)
+    hands = torch.tensor([[50.0, 70.0, 62.0, 82.0], [101.0, 37.0, 113.0, 49.0]])
+    assignment = uniform_assign(anchors, anchors, hands)
+    for index in range(len(hands)):
+        assert bool(assignment.match_valid[assignment.match_gt == index].any()) is positive
