@@ -26,8 +26,9 @@ Decoded videos are kept in memory already resized, and only every `cache_step`-t
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -66,7 +67,6 @@ WEIGHTS_NAME = "csn"
 """Shared mode writes `<out>/csn.safetensors`; separate mode `<out>/csn_<head>.safetensors`."""
 UNKNOWN_LABEL = -1
 """Target index of a validation label missing from the training vocabulary (always wrong)."""
-VAL_BATCH_CLIPS = 16
 
 Vocabulary = dict[str, list[str]]
 
@@ -156,18 +156,25 @@ class ClipVideos:
     """Decoded videos of a split, resized and thinned for clip sampling.
 
     Attributes:
-        names: video names.
-        frames: per video (T_c, h, w, 3) uint8 RGB, shorter side `short_side`, every
+        names: clip sources: video names, or ``<video>#<track>`` for person clips.
+        frames: per source (T_c, h, w, 3) uint8 RGB, shorter side `short_side`, every
             `cache_step`-th frame of the video.
-        targets: head -> (V,) int64 class indices.
+        targets: head -> (N,) int64 class indices, per source.
+        videos: the video of each source (None: each source is its own video); validation
+            decides per video, averaging its sources as the parser averages a stream's tracks.
     """
 
     names: list[str]
     frames: list[np.ndarray]
     targets: dict[str, np.ndarray]
+    videos: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def video_of_sources(self) -> list[str]:
+        """The video each source belongs to."""
+        return self.names if self.videos is None else self.videos
 
 
 def load_videos(
@@ -196,7 +203,12 @@ def load_videos(
             owners.append(index)
     log.info("decoded %d videos (%d clips sources) of %s", len(names), len(items), split.directory)
     chosen = np.array(owners, dtype=np.int64)
-    return ClipVideos(items, frames, {head: values[chosen] for head, values in targets.items()})
+    return ClipVideos(
+        items,
+        frames,
+        {head: values[chosen] for head, values in targets.items()},
+        [names[owner] for owner in owners],
+    )
 
 
 def person_sequences(
@@ -309,28 +321,78 @@ def saved_networks(model: nn.Module) -> dict[str, nn.Module]:
 # ---------------------------------------------------------------- validation and the recipe
 
 
+ClipClassifier = Callable[[np.ndarray], Mapping[str, np.ndarray]]
+"""(N, 3, T, S, S) float32 normalised clips -> {head: (N, K_head) logits}."""
+
+
+@dataclass(frozen=True)
+class VideoScores:
+    """Per video, each head's class probabilities as the clip parser decides a whole stream.
+
+    Attributes:
+        videos: video names, in first-seen order.
+        probabilities: head -> (V, K_head) softmax averaged over the evenly spread clips of each
+            source, then over the sources (persons) of the video.
+        targets: head -> (V,) int64 class index (`UNKNOWN_LABEL`: unseen, never right).
+    """
+
+    videos: list[str]
+    probabilities: dict[str, np.ndarray]
+    targets: dict[str, np.ndarray]
+
+    def accuracy(self, head: str, probabilities: np.ndarray | None = None) -> float:
+        """Share of videos whose top-1 class of `head` is right (`probabilities` overrides)."""
+        chosen = self.probabilities[head] if probabilities is None else probabilities
+        return float(np.mean(chosen.argmax(-1) == self.targets[head]))
+
+
+def score_videos(
+    classify: ClipClassifier, videos: ClipVideos, config: CsnConfig, num_clips: int
+) -> VideoScores:
+    """Classify `num_clips` centre-cropped clips spread evenly over each source; average them
+    per source and the sources per video (`ClipStage.finish`'s whole-stream decision)."""
+    stride = config.frame_interval // config.cache_step
+    owners = videos.video_of_sources()
+    names = list(dict.fromkeys(owners))
+    row = {name: position for position, name in enumerate(names)}
+    sums: dict[str, np.ndarray] = {}
+    counts = np.zeros(len(names))
+    targets = {head: np.zeros(len(names), dtype=np.int64) for head in videos.targets}
+    for index, frames in enumerate(videos.frames):
+        indices = sample_clip_indices(len(frames), config.clip_len, stride, num_clips, "test")
+        clips = np.stack([centre_crop(frames[clip], config.crop_size) for clip in indices])
+        logits = classify(normalize_clip(clips).numpy())
+        video = row[owners[index]]
+        counts[video] += 1
+        for head, values in logits.items():
+            probs = torch.from_numpy(np.asarray(values)).softmax(-1).mean(0).numpy()
+            sums.setdefault(head, np.zeros((len(names), len(probs))))[video] += probs
+        for head, values in videos.targets.items():
+            targets[head][video] = values[index]
+    probabilities = {head: total / counts[:, None] for head, total in sums.items()}
+    return VideoScores(names, probabilities, targets)
+
+
+def torch_classifier(model: nn.Module) -> ClipClassifier:
+    """A torch CSN as a `ClipClassifier` (eval mode, no gradients)."""
+
+    def classify(clips: np.ndarray) -> dict[str, np.ndarray]:
+        model.eval()
+        with torch.no_grad():
+            return {head: logits.numpy() for head, logits in model(torch.from_numpy(clips)).items()}
+
+    return classify
+
+
 def evaluate_clips(model: nn.Module, videos: ClipVideos, config: CsnConfig) -> dict[str, float]:
-    """Accuracy per head on `videos`: softmax averaged over `val_clips` centre-cropped clips.
+    """Video accuracy per head: `score_videos` with `val_clips` clips per source.
 
     Returns:
         {"acc_<head>": share of videos whose top-1 label is right, for every head, and
         "acc_parts": the mean over the six part heads}.
     """
-    model.eval()
-    stride = config.frame_interval // config.cache_step
-    heads = list(videos.targets)
-    correct = dict.fromkeys(heads, 0)
-    with torch.no_grad():
-        for index, frames in enumerate(videos.frames):
-            indices = sample_clip_indices(
-                len(frames), config.clip_len, stride, config.val_clips, "test"
-            )
-            clips = np.stack([centre_crop(frames[clip], config.crop_size) for clip in indices])
-            logits = model(normalize_clip(clips))
-            for head in heads:
-                predicted = int(logits[head].softmax(-1).mean(0).argmax())
-                correct[head] += int(predicted == videos.targets[head][index])
-    metrics = {f"acc_{head}": correct[head] / len(videos) for head in heads}
+    scores = score_videos(torch_classifier(model), videos, config, config.val_clips)
+    metrics = {f"acc_{head}": scores.accuracy(head) for head in videos.targets}
     metrics["acc_parts"] = float(np.mean([metrics[f"acc_{head}"] for head in PART_TYPES]))
     return metrics
 
@@ -365,25 +427,37 @@ def train_csn(config: CsnConfig, resume: bool = False) -> dict[str, float]:
         resume=resume,
         validate=validate,
     )
+    save_networks(model, config, vocabulary, metrics)
+    return metrics
+
+
+def save_networks(
+    model: nn.Module, config: CsnConfig, vocabulary: Vocabulary, metrics: Mapping[str, float]
+) -> list[Path]:
+    """Write each network of `model` under `config.out`, with the clip geometry the parser
+    follows (input shape, frame interval, short side, clips) and the recipe that made it."""
     checkpointer = Checkpointer(config.out)
+    paths = []
     for name, network in saved_networks(model).items():
         classes = {head: vocabulary[head] for head in network.num_classes}
-        checkpointer.save_weights(
-            network,
-            name,
-            config.arch,
-            classes,
-            extra={
-                "input_shape": list(config.input_shape),
-                "clip": {
-                    "frame_interval": config.frame_interval,
-                    "short_side": config.short_side,
-                    "mode": config.mode,
-                    "clips": config.clips,
+        paths.append(
+            checkpointer.save_weights(
+                network,
+                name,
+                config.arch,
+                classes,
+                extra={
+                    "input_shape": list(config.input_shape),
+                    "clip": {
+                        "frame_interval": config.frame_interval,
+                        "short_side": config.short_side,
+                        "mode": config.mode,
+                        "clips": config.clips,
+                    },
+                    "config": config.model_dump(mode="json"),
+                    "data_seed": config.seed,
+                    "metrics": dict(metrics),
                 },
-                "config": config.model_dump(mode="json"),
-                "data_seed": config.seed,
-                "metrics": metrics,
-            },
+            )
         )
-    return metrics
+    return paths

@@ -18,6 +18,7 @@ from pipeline.commands import (
     broker,
     eval,
     eval_pose,
+    fit_ensemble,
     keys,
     models,
     predict,
@@ -39,7 +40,7 @@ from tps.synth import SynthError
 
 COMMANDS = (
     run, predict, subscribe, record, eval, eval_pose, baseline, synth, train, ap, ship, models,
-    broker, bench, keys,
+    broker, bench, keys, fit_ensemble,
 )  # fmt: skip
 
 USER_ERRORS: tuple[type[Exception], ...] = (

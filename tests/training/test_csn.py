@@ -240,7 +240,7 @@ def tiny_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_config_files_validate(tiny_split: Path, name: str) -> None:
     data = yaml.safe_load((REPO / "configs/train" / name).read_text())
     config = CsnConfig.model_validate({**data, "data": tiny_split, "val_data": tiny_split})
-    assert config.input_shape == (3, 8, 64, 64) and config.mode == "shared"
+    assert config.input_shape == (3, 12, 64, 64) and config.mode == "shared"
     assert config.clips == "person" and config.arch in models.names()
 
 
@@ -259,3 +259,21 @@ def test_train_csn_writes_a_parser_ready_checkpoint(tiny_split: Path, tmp_path: 
     assert {head: tuple(value.shape) for head, value in logits.items()} == {
         head: (1, len(names)) for head, names in report.classes.items()
     }
+
+
+def test_validation_decides_per_video_over_its_persons(tmp_path: Path) -> None:
+    # one video, two persons: a square moving right fast (sure: class 0), one moving left slowly
+    # (less sure: class 1); the video's average says class 0, each person alone is half right
+    frames = []
+    for step in (2, -1):
+        clip = np.zeros((12, SHORT_SIDE, 48, 3), dtype=np.uint8)
+        for t in range(12):
+            x = 20 + step * t
+            clip[t, 15:25, x : x + 8] = 255
+        frames.append(clip)
+    targets = {head: np.array([0, 0]) for head in HEADS}
+    config = _config(tmp_path)
+    per_video = ClipVideos(["v#1", "v#2"], frames, targets, ["v", "v"])
+    assert evaluate_clips(_MotionOracle(), per_video, config)["acc_video"] == 1.0
+    per_person = ClipVideos(["v#1", "v#2"], frames, targets)
+    assert evaluate_clips(_MotionOracle(), per_person, config)["acc_video"] == 0.5
