@@ -181,7 +181,7 @@ def test_part_batch_targets_lie_in_the_crop_and_training_reduces_loss(
         assert (part_boxes[:, :2] >= 0).all() and (part_boxes[:, 2:] <= SMALL_PART_INPUT[1]).all()
         assert ((part_labels >= 0) & (part_labels < len(PARTS))).all()
     torch.manual_seed(0)
-    first, last = _steps_reduce_loss(models.build("yolof_tiny", num_classes=len(PARTS)),
+    first, last = _steps_reduce_loss(models.build("yolof_tiny_dc5", num_classes=len(PARTS)),
                                      (crops, boxes, labels))  # fmt: skip
     assert last < first
 
