@@ -26,6 +26,7 @@ Decoded videos are kept in memory already resized, and only every `cache_step`-t
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,19 @@ class CsnConfig(TrainConfigBase):
         2, ge=1, description="keep every n-th decoded frame in memory; divides frame_interval"
     )
     flip_prob: float = Field(0.5, ge=0, le=1, description="share of mirrored training clips")
+    box_scale_jitter: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="person clips: each frame's square is scaled by up to 1 +- this in training,"
+        " as a detector's boxes wobble around the ground truth's",
+    )
+    box_shift_jitter: float = Field(
+        0.0,
+        ge=0,
+        lt=0.5,
+        description="person clips: each frame's square moves by up to this share of its side",
+    )
     val_clips: int = Field(3, ge=1, description="evenly spread clips averaged per val video")
     val_max_videos: int | None = Field(
         None, ge=1, description="validation videos used (the first ones; none: all)"
@@ -114,7 +128,16 @@ class CsnConfig(TrainConfigBase):
             raise ValueError(
                 f"crop_size ({self.crop_size}) must not exceed short_side ({self.short_side})"
             )
+        if self.clips == "frame" and (self.box_scale_jitter or self.box_shift_jitter):
+            raise ValueError("box_scale_jitter and box_shift_jitter need clips: person")
         return self
+
+    @property
+    def person_context(self) -> int:
+        """Side of the cached person crops: the clip's square plus room for the jittered ones,
+        centred on it with as many pixels on each side (the centre crop is the parser's crop)."""
+        margin = self.crop_size * (self.box_scale_jitter + 2 * self.box_shift_jitter) / 2
+        return self.crop_size + 2 * math.ceil(margin)
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -214,11 +237,15 @@ def load_videos(
 def person_sequences(
     split: Split, video: str, decoded: np.ndarray, config: CsnConfig
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Per person of a video: (track, (T_c, S, S, 3) crops) of the kept frames.
+    """Per person of a video: (track, (T_c, C, C, 3) crops) of the kept frames.
 
-    A person missing from a kept frame keeps its last box; persons seen in fewer than half the
-    kept frames are left out.
+    C is `config.person_context`: the parser's square (`person_clip_crops`) widened around its
+    centre so that its central `crop_size` pixels are the parser's crop at the same scale. A
+    person missing from a kept frame keeps its last box; persons seen in fewer than half the kept
+    frames are left out.
     """
+    context = config.person_context
+    widen = context / config.crop_size
     persons = split.keypoints(video)[:: config.cache_step]
     tracks = sorted({person.track for frame in persons for person in frame})
     for track in tracks:
@@ -229,8 +256,30 @@ def person_sequences(
         crops = []
         for frame, box in zip(decoded, boxes, strict=False):
             last = last if box is None else box
-            crops.append(person_clip_crops(frame, last, config.crop_size)[0])
+            centre, half = (last[:2] + last[2:]) / 2, (last[2:] - last[:2]) * widen / 2
+            wide = np.concatenate((centre - half, centre + half))
+            crops.append(person_clip_crops(frame, wide, context)[0])
         yield track, np.stack(crops)
+
+
+def jitter_boxes(
+    frames_thwc: np.ndarray, config: CsnConfig, rng: np.random.Generator
+) -> np.ndarray:
+    """Each frame's own (crop_size, crop_size) window of a person's context crops, scaled and
+    moved at random within `box_scale_jitter` / `box_shift_jitter`; the frames as they are
+    without jitter."""
+    if not (config.box_scale_jitter or config.box_shift_jitter):
+        return frames_thwc
+    count, context, size = len(frames_thwc), frames_thwc.shape[1], config.crop_size
+    scale = 1 + rng.uniform(-config.box_scale_jitter, config.box_scale_jitter, count)
+    shift = rng.uniform(-config.box_shift_jitter, config.box_shift_jitter, (count, 2))
+    theta = torch.zeros(count, 2, 3)  # output -> input, in [-1, 1] units of the context crop
+    theta[:, 0, 0] = theta[:, 1, 1] = torch.from_numpy(scale * size / context)
+    theta[:, :, 2] = torch.from_numpy(2 * shift * size / context)
+    grid = F.affine_grid(theta, [count, 3, size, size], align_corners=False)
+    images = torch.from_numpy(frames_thwc).permute(0, 3, 1, 2).float()  # T,3,C,C
+    moved = F.grid_sample(images, grid, align_corners=False, padding_mode="border")
+    return moved.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 ClipBatch = tuple[Tensor, dict[str, Tensor]]
@@ -256,9 +305,8 @@ class ClipBatches(EpochBatches):
                 indices = sample_clip_indices(
                     len(frames), config.clip_len, stride, 1, "uniform", self.rng
                 )[0]
-                clips.append(
-                    random_crop_flip(frames[indices], config.crop_size, config.flip_prob, self.rng)
-                )
+                clip = jitter_boxes(frames[indices], config, self.rng)
+                clips.append(random_crop_flip(clip, config.crop_size, config.flip_prob, self.rng))
             targets = {
                 head: torch.from_numpy(values[chosen])
                 for head, values in self.videos.targets.items()

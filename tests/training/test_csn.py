@@ -11,7 +11,13 @@ import torch
 import yaml
 
 import models
-from parsing.inputs import centre_crop, clip_frames, random_crop_flip, resize_short_side
+from parsing.inputs import (
+    centre_crop,
+    clip_frames,
+    person_clip_crops,
+    random_crop_flip,
+    resize_short_side,
+)
 from tests.training.test_pose import REPO, make_tiny_split
 from tps.formats import GroundTruth, GtHuman, GtPart, read_gt
 from training.common import fit, seed_everything
@@ -27,10 +33,13 @@ from training.csn import (
     clip_loss,
     encode_labels,
     evaluate_clips,
+    jitter_boxes,
+    person_sequences,
     saved_networks,
     train_csn,
     video_labels,
 )
+from training.data import PersonKeypoints
 
 CROP = 32
 CLIP_LEN = 4
@@ -277,3 +286,36 @@ def test_validation_decides_per_video_over_its_persons(tmp_path: Path) -> None:
     assert evaluate_clips(_MotionOracle(), per_video, config)["acc_video"] == 1.0
     per_person = ClipVideos(["v#1", "v#2"], frames, targets)
     assert evaluate_clips(_MotionOracle(), per_person, config)["acc_video"] == 0.5
+
+
+def test_person_context_centre_is_the_parsers_crop(tmp_path: Path) -> None:
+    config = _config(tmp_path, clips="person", box_scale_jitter=0.1, box_shift_jitter=0.05,
+                     short_side=CROP)  # fmt: skip
+    assert config.person_context == CROP + 2 * 4  # 32 * 0.2 / 2 = 3.2 -> 4 pixels a side
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    box = np.array([60.0, 30.0, 90.0, 100.0], dtype=np.float32)
+    split = _KeypointSplit(box)
+    (_, crops), = person_sequences(split, "v", frame[None], config)  # fmt: skip
+    assert crops.shape == (1, config.person_context, config.person_context, 3)
+    parser_crop = person_clip_crops(frame, box, CROP)
+    difference = np.abs(centre_crop(crops, CROP).astype(int) - parser_crop.astype(int))
+    assert np.median(difference) <= 2  # the same pixels, resampled once more
+    still = _config(tmp_path, clips="person", box_scale_jitter=1e-9, box_shift_jitter=1e-9,
+                    short_side=CROP)  # fmt: skip
+    clip = np.repeat(crops, 3, axis=0)
+    assert np.array_equal(jitter_boxes(clip, still, rng), centre_crop(clip, CROP))
+    moved = jitter_boxes(clip, config, rng)
+    assert moved.shape == (3, CROP, CROP, 3) and not np.array_equal(moved[0], moved[1])
+    with pytest.raises(ValueError, match="need clips: person"):
+        _config(tmp_path, box_shift_jitter=0.1)
+
+
+class _KeypointSplit:
+    """The one thing `person_sequences` reads from a split: one person's box in every frame."""
+
+    def __init__(self, box: np.ndarray) -> None:
+        self.box = box
+
+    def keypoints(self, video: str) -> list[list[PersonKeypoints]]:
+        return [[PersonKeypoints(track=0, box_xyxy=self.box, keypoints_xyv=np.zeros((17, 3)))]]
