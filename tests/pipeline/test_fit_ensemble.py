@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.commands.fit_ensemble import clip_networks, write_head_weights
-from pipeline.config import ConfigError
+from pipeline.config import ConfigError, RawConfig, apply_overrides, load_config, validate
+from pipeline.settings import PipelineConfig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,3 +39,15 @@ def test_head_weights_need_one_line_per_network(tmp_path: Path) -> None:
     config.write_text("parser: {}\n")
     with pytest.raises(ConfigError, match="parser.clip.networks is missing"):
         clip_networks(config)
+
+
+def test_report_weights_overlay_the_demo_config() -> None:
+    overlay = (REPO / "configs/report_ensemble.yaml").read_text()
+    raw = load_config(REPO / "configs/demo.yaml", RawConfig, PipelineConfig).root
+    data = apply_overrides(raw, [f"parser.clip.networks={overlay}"], "configs/demo.yaml")
+    networks = validate(PipelineConfig, data, "demo + report_ensemble").parser.clip.networks
+    assert [network.weights for network in networks] == [
+        Path("weights/csn_ip.safetensors"),
+        Path("weights/csn_ir.safetensors"),
+    ]
+    assert networks[0].head_weights["video"] == 7.0 and networks[1].head_weights["arm"] == 0.0
