@@ -39,19 +39,38 @@ def test_paint_clips_dots_at_the_border():
     assert (painted[0, 0] == KEYPOINT_COLOURS_RGB[0]).all()
 
 
+BODY = [(45, 45, 0.9), (55, 45, 0.9), (45, 75, 0.9), (55, 75, 0.9)]
+"""Four confident keypoints, 10 x 30 pixels: their outline is (40.5, 42, 59.5, 76.5) with the
+pads (0.15, 0.10, 0.15, 0.05) of the longer side, 30."""
+
+
 @pytest.mark.parametrize(
-    ("keypoints", "expected"),
+    ("box", "keypoints", "expected"),
     [
-        pytest.param([(50, 50, 0.9)], [40, 40, 60, 80], id="inside-unchanged"),
-        pytest.param([(30, 50, 0.9), (50, 90, 0.9)], [29, 40, 60, 92], id="enlarged-with-margin"),
-        pytest.param([(0, 0, 0.1)], [40, 40, 60, 80], id="low-score-ignored"),
-        pytest.param([(-10, 50, 0.9), (150, 50, 0.9)], [0, 40, 99, 80], id="clipped-to-frame"),
+        pytest.param([40, 40, 60, 80], [(50, 50, 0.9)], [40, 40, 60, 80], id="inside-unchanged"),
+        pytest.param(
+            [40, 40, 60, 80], [(30, 50, 0.9), (50, 90, 0.9)], [30, 40, 60, 90], id="enlarged"
+        ),
+        pytest.param([40, 40, 60, 80], [(0, 0, 0.1)], [40, 40, 60, 80], id="low-score-ignored"),
+        pytest.param(
+            [40, 40, 60, 80], [(-10, 50, 0.9), (150, 50, 0.9)], [0, 40, 99, 80], id="clipped"
+        ),
+        pytest.param(
+            [40, 40, 60, 80], BODY, [40.25, 41, 59.75, 78.25], id="averaged-with-the-outline"
+        ),
+        pytest.param([20, 20, 80, 100], BODY, [30.25, 31, 69.75, 88.25], id="loose-box-shrinks"),
+        pytest.param([50, 50, 52, 52], BODY, [45, 45, 55.75, 75], id="still-holds-every-keypoint"),
     ],
 )
-def test_refine_person_box(keypoints, expected):
-    box = np.array([40, 40, 60, 80], dtype=np.float32)
-    refined = refine_person_box(box, _keypoints(keypoints), (120, 100), margin=0.05)
-    np.testing.assert_allclose(refined, expected)
+def test_refine_person_box(box, keypoints, expected):
+    refined = refine_person_box(np.array(box, np.float32), _keypoints(keypoints), (120, 100))
+    np.testing.assert_allclose(refined, expected, atol=1e-4)
+
+
+def test_refine_person_box_without_keypoint_weight_only_enlarges():
+    box = np.array([20, 20, 80, 100], dtype=np.float32)
+    refined = refine_person_box(box, _keypoints(BODY), (120, 100), keypoint_weight=0.0)
+    np.testing.assert_allclose(refined, box)
 
 
 def test_crop_and_resize_identity_and_scaling():
