@@ -154,11 +154,12 @@ class BrokerMetrics:
         """Every series in the Prometheus text format."""
         return generate_latest(self.registry)
 
-    def health(self, stall_after_s: float) -> dict[str, StreamHealth]:
+    def health(self, stall_after_s: float, down_after_s: float) -> dict[str, StreamHealth]:
         """One entry, `PROXY_HEALTH_KEY`: ``playing`` while forwarding, else ``stopped`` (503).
 
         The age is the time since the last forwarded event; a quiet site is not unhealthy, so
-        `stall_after_s` is not applied to it.
+        neither `stall_after_s` nor `down_after_s` (the `Metrics.health` signature the HTTP
+        server calls) is applied to it.
         """
         up = self.value("up") == 1
         age_s = None if self._last_event is None else self._clock() - self._last_event

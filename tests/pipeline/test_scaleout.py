@@ -193,7 +193,7 @@ def test_broker_forwards_subscriptions_up_events_down_and_counts(tmp_path):
             assert families["tps_broker_subscriptions"].samples[0].value == 1
             with urllib.request.urlopen(f"{server.url}/healthz", timeout=SHORT_WAIT_S) as reply:
                 assert json.load(reply)["status"] == "ok"
-    assert broker.metrics.health(1.0)["proxy"].stalled
+    assert broker.metrics.health(1.0, 1.0)["proxy"].stalled
     assert broker.metrics.value("up") == 0
 
 
