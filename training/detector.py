@@ -82,7 +82,7 @@ class DetectorConfig(TrainConfigBase):
     """Fields shared by the person and the part detector recipes."""
 
     arch: str = Field("yolof_tiny", description="registered YOLOF builder")
-    input_shape: tuple[int, int, int] = Field(description="network input C, H, W (H, W / 32)")
+    input_shape: tuple[int, int, int] = Field(description="network input C, H, W (H, W / stride)")
     frames_per_video: int = Field(4, ge=1, description="annotated frames decoded per video")
     max_videos: int | None = Field(None, ge=1, description="use only the first N videos")
     val_frames_per_video: int = Field(2, ge=1, description="annotated frames per val video")
