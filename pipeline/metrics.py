@@ -14,6 +14,8 @@ source state, time of the last processed frame) sits under one lock.
                    been ``playing`` without a processed frame for more than ``stall_after_s``,
                    or "down" (and the streams that are down listed) when a stream has been
                    reconnecting or failed, without playing again, for more than ``down_after_s``
+    GET /livez     the same body, 503 only when a stream is stalled: the process itself is stuck
+                   (a liveness probe restarts it), while a lost camera is not cured by a restart
 
 Series (``tps_`` namespace, unit in the name):
 
@@ -117,6 +119,7 @@ STOP_TIMEOUT_S = 5.0
 """Longest wait for the serving thread to end in `MetricsServer.stop`."""
 AGE_DECIMALS = 3
 HEALTH_PATH = "/healthz"
+LIVE_PATH = "/livez"
 METRICS_PATH = "/metrics"
 JSON_CONTENT_TYPE = "application/json"
 
@@ -470,8 +473,10 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def health_body(report: dict[str, StreamHealth]) -> tuple[HTTPStatus, dict[str, Any]]:
-    """The ``/healthz`` status code and JSON body for a `Metrics.health` report."""
+def health_body(
+    report: dict[str, StreamHealth], down_fails: bool = True
+) -> tuple[HTTPStatus, dict[str, Any]]:
+    """The ``/healthz`` (or, without `down_fails`, ``/livez``) status and JSON body of a report."""
     stalled = [stream for stream, health in report.items() if health.stalled]
     down = [stream for stream, health in report.items() if health.down]
     body: dict[str, Any] = {
@@ -488,7 +493,7 @@ def health_body(report: dict[str, StreamHealth]) -> tuple[HTTPStatus, dict[str, 
         body["stalled"] = stalled
     if down:
         body["down"] = down
-    if stalled or down:
+    if stalled or (down and down_fails):
         return HTTPStatus.SERVICE_UNAVAILABLE, body
     return HTTPStatus.OK, body
 
@@ -524,14 +529,15 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.partition("?")[0]
         if path == METRICS_PATH:
             self._reply(HTTPStatus.OK, CONTENT_TYPE_LATEST, self.server.metrics.render())
-        elif path == HEALTH_PATH:
+        elif path in (HEALTH_PATH, LIVE_PATH):
             server = self.server
             status, body = health_body(
-                server.metrics.health(server.stall_after_s, server.down_after_s)
+                server.metrics.health(server.stall_after_s, server.down_after_s),
+                down_fails=path == HEALTH_PATH,
             )
             self._reply(status, JSON_CONTENT_TYPE, json.dumps(body).encode())
         else:
-            message = f"{path}: expected {METRICS_PATH} or {HEALTH_PATH}\n"
+            message = f"{path}: expected {METRICS_PATH}, {HEALTH_PATH} or {LIVE_PATH}\n"
             self._reply(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", message.encode())
 
     def _reply(self, status: HTTPStatus, content_type: str, payload: bytes) -> None:
