@@ -46,17 +46,46 @@ def test_source_replaces_demo_ground_truth_and_output(tmp_path: Path) -> None:
 def test_run_on_a_users_file_exits_0(tmp_path: Path) -> None:
     clip = tmp_path / "mine.mp4"
     subprocess.run(
-        ["gst-launch-1.0", "-q", "videotestsrc", "num-buffers=10", "!",
-         "video/x-raw,width=160,height=120,framerate=10/1", "!", "x264enc", "!", "mp4mux", "!",
-         "filesink", f"location={clip}"],
+        [
+            "gst-launch-1.0",
+            "-q",
+            "videotestsrc",
+            "num-buffers=10",
+            "!",
+            "video/x-raw,width=160,height=120,framerate=10/1",
+            "!",
+            "x264enc",
+            "!",
+            "mp4mux",
+            "!",
+            "filesink",
+            f"location={clip}",
+        ],
         check=True,
     )
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), "run", "-c", str(ROOT / "configs/demo.yaml"),
-         "--source", str(clip), "--metrics", "off", "--out", str(out),
-         "--set", "publish.wait_for_subscriber_s=0", "--publish", "tcp://127.0.0.1:0"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "run",
+            "-c",
+            str(ROOT / "configs/demo.yaml"),
+            "--source",
+            str(clip),
+            "--metrics",
+            "off",
+            "--out",
+            str(out),
+            "--set",
+            "publish.wait_for_subscriber_s=0",
+            "--publish",
+            "tcp://127.0.0.1:0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert (out / "mine.mp4").is_file() and (out / "pred_vid_result.json").is_file()
