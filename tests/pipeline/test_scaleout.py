@@ -482,7 +482,9 @@ def test_workloads_selectors_probes_services_and_scrape_ports_agree(kind, name):
     for container in template["spec"]["containers"]:
         for probe in PROBES:
             if probe in container:
-                assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+                # liveness: a worker restarts only when stuck (/livez), not for a lost camera
+                path = "/livez" if (kind, probe) == ("StatefulSet", "livenessProbe") else "/healthz"
+                assert container[probe]["httpGet"] == {"path": path, "port": "metrics"}
         assert "livenessProbe" in container and "readinessProbe" in container
     annotations = template["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
