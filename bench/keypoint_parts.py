@@ -37,8 +37,8 @@ from parsing.frame_parser import PartDetector, Persons
 from parsing.keypoint_parts import HIPS, SHOULDERS, PartGeometry, keypoint_parts
 from parsing.networks import load_network
 from parsing.settings import ParserSettings, PartMode
-from pipeline.config import RawConfig, load_config, validate
-from pipeline.settings import PipelineConfig
+from pipeline.commands.run import DEFAULT_CONFIG
+from pipeline.settings import load_parser_settings
 from tps.formats import GtHuman
 from tps.scorer import inclusive_iou
 from tps.vocabulary import PARTS, part_type
@@ -46,7 +46,6 @@ from training.data import Split
 from training.detector import load_frame_samples, mean_ap, person_samples, pose_keypoints
 from training.metrics import AP50_IOU, average_precision
 
-DEFAULT_CONFIG = Path("configs/demo.yaml")
 GT_KEYPOINT_SCORE = 1.0
 """A ground-truth keypoint inside the frame (visible or occluded) is fully confident."""
 START = PartGeometry(
@@ -264,8 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             "quality": quality,
         }
     else:
-        raw = load_config(args.config, RawConfig, PipelineConfig).root
-        settings = validate(ParserSettings, raw["parser"], f"{args.config}: parser")
+        settings = load_parser_settings(args.config)
         report = {
             "split": str(args.split),
             "max_videos": args.max_videos,

@@ -36,13 +36,12 @@ from bench.common import emit
 from parsing.frame_parser import person_detector, pose_estimator
 from parsing.networks import load_network
 from parsing.settings import ParserSettings
-from pipeline.config import RawConfig, apply_overrides, load_config, validate
-from pipeline.settings import PipelineConfig
+from pipeline.commands.run import DEFAULT_CONFIG
+from pipeline.settings import load_parser_settings
 from tps.formats import FormatError, GroundTruth, Prediction, read_gt, read_pred
 from tps.scorer import HUMAN_IOU, inclusive_iou, match_humans
 from training.data import Split
 
-DEFAULT_CONFIG = Path("configs/demo.yaml")
 MISS_BINS = (0.0, 0.3, HUMAN_IOU)
 """Upper edges of the missed humans' best-IoU bins: no overlap, <= 0.3, <= 0.5."""
 MISS_NAMES = ("no_overlap", "iou_to_0.3", "iou_to_0.5")
@@ -187,9 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if args.split is None:
             parser.error("parse needs --split")
-        raw = load_config(args.config, RawConfig, PipelineConfig).root
-        data = apply_overrides(raw, args.set, str(args.config))
-        settings = validate(ParserSettings, data["parser"], f"{args.config}: parser")
+        settings = load_parser_settings(args.config, args.set)
         before, after = parse_split(Split.open(args.split), settings, args.max_videos)
         report = {
             "split": str(args.split),

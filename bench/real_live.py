@@ -43,10 +43,12 @@ from bench.common import REPO, SHARED_MEDIA, emit, environment  # noqa: E402
 from bench.pipeline import ANY_PORT_ENDPOINT, run_pipeline  # noqa: E402
 from parsing.events import Event  # noqa: E402
 from parsing.settings import ParserSettings  # noqa: E402
-from pipeline.commands.eval_pose import parser_settings  # noqa: E402
 from pipeline.config import validate  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
-from pipeline.settings import PipelineConfig  # noqa: E402
+from pipeline.settings import (
+    PipelineConfig,  # noqa: E402
+    load_parser_settings,  # noqa: E402
+)
 from tps.synth.encode import encode_h264  # noqa: E402
 from tps.video import read_frames  # noqa: E402
 
@@ -121,12 +123,12 @@ def variants(
 ) -> dict[str, ParserSettings]:
     """The parser of every variant, by name (see the module docstring); ``overrides``
     (``parser.key=value``) apply to every one."""
-    found = {"real": parser_settings(camera, overrides)}
+    found = {"real": load_parser_settings(camera, overrides)}
     for side in long_sides:
         side_override = f"parser.person.input_long_side={side}"
-        found[f"real@{side}"] = parser_settings(camera, [*overrides, side_override])
-    found["synthetic"] = parser_settings(demo, overrides)
-    found["synthetic-frames"] = parser_settings(demo, [*overrides, "parser.clip=null"])
+        found[f"real@{side}"] = load_parser_settings(camera, [*overrides, side_override])
+    found["synthetic"] = load_parser_settings(demo, overrides)
+    found["synthetic-frames"] = load_parser_settings(demo, [*overrides, "parser.clip=null"])
     return found
 
 

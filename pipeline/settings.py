@@ -16,13 +16,21 @@ validating, so a bad URI is reported with its key path (``sources.1.uri``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from parsing.settings import ParserSettings, Section
-from pipeline.config import URI_OR_PATH
+from pipeline.config import (
+    URI_OR_PATH,
+    ConfigError,
+    RawConfig,
+    apply_overrides,
+    load_config,
+    validate,
+)
 from pipeline.metrics import MetricsSettings
 from pipeline.sources import SourceError, parse_source
 from plugins.publisher import CurveKeys, load_public_key
@@ -212,3 +220,18 @@ class PipelineConfig(Section):
     def stream_ids(self) -> list[str]:
         """The id of every source: its own, else s0, s1, ... by position."""
         return [source.id or f"s{index}" for index, source in enumerate(self.sources)]
+
+
+def load_parser_settings(path: Path, overrides: Sequence[str] = ()) -> ParserSettings:
+    """The ``parser`` section of a pipeline YAML, with ``key.path=value`` overrides applied.
+
+    Only that section is validated: the config's sources (maybe never rendered here) are not.
+
+    Raises:
+        ConfigError: the file is unreadable, has no parser section, or it fails validation.
+    """
+    data = dict(load_config(path, RawConfig, PipelineConfig).root or {})
+    apply_overrides(data, list(overrides), str(path))
+    if "parser" not in data:
+        raise ConfigError(f"{path}: parser: missing (eval-pose measures the parser's stages)")
+    return validate(ParserSettings, data["parser"], f"{path}: parser")

@@ -28,15 +28,8 @@ from parsing.frame_parser import person_detector, pose_estimator
 from parsing.networks import load_network
 from parsing.pose_eval import PersonPose, PoseScore, read_sets, score_sets
 from parsing.settings import ParserSettings
-from pipeline.config import (
-    CONFIGS_DIR,
-    ConfigError,
-    RawConfig,
-    apply_overrides,
-    load_config,
-    validate,
-)
-from pipeline.settings import PipelineConfig
+from pipeline.config import CONFIGS_DIR
+from pipeline.settings import load_parser_settings
 
 log = logging.getLogger(__name__)
 
@@ -70,21 +63,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="override a key of every config, e.g. parser.person.score_threshold=0.2",
     )
     parser.set_defaults(handler=handle)
-
-
-def parser_settings(path: Path, overrides: Sequence[str] = ()) -> ParserSettings:
-    """The ``parser`` section of a pipeline YAML, with ``key.path=value`` overrides applied.
-
-    Only that section is validated: the config's sources (maybe never rendered here) are not.
-
-    Raises:
-        ConfigError: the file is unreadable, has no parser section, or it fails validation.
-    """
-    data = dict(load_config(path, RawConfig, PipelineConfig).root or {})
-    apply_overrides(data, list(overrides), str(path))
-    if "parser" not in data:
-        raise ConfigError(f"{path}: parser: missing (eval-pose measures the parser's stages)")
-    return validate(ParserSettings, data["parser"], f"{path}: parser")
 
 
 @contextmanager
@@ -137,7 +115,7 @@ def evaluate(
     build: Callable[[ParserSettings], AbstractContextManager[PersonPose]] = person_pose,
 ) -> dict[str, dict[str, PoseScore]]:
     """Scores per config path and folder; every config is checked before any network runs."""
-    settings = {str(path): parser_settings(path, overrides) for path in configs}
+    settings = {str(path): load_parser_settings(path, overrides) for path in configs}
     sets = read_sets(real)
     results = {}
     for name, parser in settings.items():

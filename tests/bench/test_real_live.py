@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from bench.real_live import DEMO_CONFIG, four_people_clip, measure
-from pipeline.commands.eval_pose import parser_settings
+from pipeline.settings import load_parser_settings
 from tps.video import read_frames
 
 SECONDS = 2.5
 
 
 def test_a_looped_one_second_clip_runs_live_until_stopped(shared_media):
-    settings = parser_settings(DEMO_CONFIG, ["parser.clip=null"])
+    settings = load_parser_settings(DEMO_CONFIG, ["parser.clip=null"])
     figures = measure(settings, shared_media / "pose_demo.mp4", SECONDS)
     # the clip lasts 1 s: frames past it mean the loop went on, and the timer stopped it
     assert SECONDS - 1 <= figures["seconds_timed"] <= SECONDS + 2
