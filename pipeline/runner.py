@@ -24,7 +24,7 @@ from models.registry import ModelError
 from parsing.events import Event
 from parsing.results import FINAL_STATES, StreamStatus
 from pipeline.graph import StreamGraph, build_stream
-from pipeline.gst import NS_PER_S, failure_text
+from pipeline.gst import NS_PER_S, demuxer_error_lost, failure_text
 from pipeline.metrics import Metrics, MetricsServer, parse_address
 from pipeline.recorder import Recorder
 from pipeline.settings import PipelineConfig
@@ -45,6 +45,11 @@ POLL_S = 0.05
 STOP_GRACE_S = 10.0
 """After SIGINT/SIGTERM, how long streams get to flush before they are torn down."""
 PROGRESS_EVERY_S = 5.0
+LOST_ERROR_S = 1.0
+"""How long a decodebin must sit with its demuxer stopped and no stream before its error is
+taken as lost (`demuxer_error_lost`)."""
+LOST_ERROR_RESTARTS = 2
+"""Fresh starts of a stream whose error was lost, to read it, before it fails without it."""
 
 
 @dataclass
@@ -96,6 +101,11 @@ class _Slot:
     restart_at: float | None = None
     first_index: int = 0
     """The frame number the running attempt started at: frames since tell whether it played."""
+    started_at: float = 0.0
+    """When the running attempt started (monotonic s), for the start timeout."""
+    stalled_since: float | None = None
+    """Since when the running attempt's demuxer error has looked lost."""
+    lost_errors: int = 0
 
 
 @dataclass
@@ -297,6 +307,7 @@ class Runner:
         stream = slot.stream
         self._status(sink, stream, "starting", self.config.sources[slot.index].uri)
         slot.first_index = self.frames_in[stream]
+        slot.started_at = time.monotonic()
         try:
             graph = build_stream(self.config, slot.index, endpoint, slot.first_index, slot.restarts)
         except Exception as error:  # a stream that cannot be built fails alone
@@ -381,6 +392,14 @@ class Runner:
                 zip(self.streams, self.config.sources, strict=True)
             )
         ]
+        try:
+            self._watch(sink, endpoint, slots)
+        finally:  # an exception on the way (an interrupt) must leave no pipeline running
+            for slot in slots:
+                self._teardown(slot)
+
+    def _watch(self, sink: EventSink, endpoint: str, slots: list[_Slot]) -> None:
+        """The supervision loop, until every stream is done or the stop grace has run out."""
         limit = self.config.concurrent_streams or len(slots)
         stop_deadline: float | None = None
         next_progress = time.monotonic() + PROGRESS_EVERY_S
@@ -419,11 +438,42 @@ class Runner:
                 time.sleep(POLL_S)  # only back-off timers are pending
             for slot in running:
                 self._poll(sink, slot, wanted, int(POLL_S * NS_PER_S / len(running)))
+            self._check_starts(sink, running, now)
             self._sample_queues(running)
             if now >= next_progress:
                 next_progress += PROGRESS_EVERY_S
                 for slot in running:
                     log.info("%s", self.progress[slot.stream].line(slot.stream))
+
+    def _check_starts(self, sink: EventSink, running: list[_Slot], now: float) -> None:
+        """Streams still starting: one whose demuxer error was lost starts afresh, where the error
+        shows; one not playing after `start_timeout_s` fails (a source that opens but never
+        delivers a frame, such as a camera that sends nothing, would hold the run for ever)."""
+        timeout = self.config.start_timeout_s
+        for slot in running:
+            graph = slot.graph
+            if graph is None or self.states[slot.stream] != "starting":
+                continue
+            if now - slot.started_at > timeout:
+                self._fail(sink, slot, f"{graph.uri}: did not start playing within {timeout:g} s")
+            elif not demuxer_error_lost(graph.pipeline):
+                slot.stalled_since = None
+            elif slot.stalled_since is None:
+                slot.stalled_since = now
+            elif now - slot.stalled_since > LOST_ERROR_S:
+                self._start_again(sink, slot)
+
+    def _start_again(self, sink: EventSink, slot: _Slot) -> None:
+        uri = slot.graph.uri if slot.graph is not None else ""
+        slot.stalled_since = None
+        if slot.lost_errors >= LOST_ERROR_RESTARTS:
+            detail = f"{uri}: not a playable video (its demuxer stopped; GStreamer lost why)"
+            self._fail(sink, slot, detail)
+            return
+        self._teardown(slot)
+        slot.lost_errors += 1
+        slot.restart_at = time.monotonic()
+        log.info("stream %s: the decoder lost its demuxer's error; starting again", slot.stream)
 
     def _sample_queues(self, running: list[_Slot]) -> None:
         """The queue depth gauges: frames waiting before the parser, frames being parsed."""

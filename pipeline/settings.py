@@ -189,6 +189,11 @@ class PipelineConfig(Section):
     concurrent_streams: int | None = Field(
         None, ge=1, description="offline: most streams parsed at once (null: all)"
     )
+    start_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="a stream not playing this long after it starts fails (a live one retries)",
+    )
 
     @field_validator("sources")
     @classmethod

@@ -14,12 +14,15 @@ import yaml
 
 from pipeline.runner import Runner
 from pipeline.sources import iterate_frames
+from plugins.frames import default_table
 from plugins.publisher import EventSubscriber
 from tests.pipeline.test_runner import by_stream, free_endpoint, make_config, run_with_subscriber
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER = Path(__file__).with_name("rtsp_serve.py")
 WAIT_S = 60.0
+INTERRUPT_AFTER_S = 3.0
+SETTLE_S = 1.0
 
 
 def free_port() -> int:
@@ -159,3 +162,32 @@ def test_sigint_flushes_publishes_stopped_and_leaves_a_playable_video(random_wei
     published = sum(1 for _, event in events if event["type"] == "frame")
     assert frames >= published > 0, "the annotated MP4 is finished and holds every parsed frame"
     assert free_endpoint()  # the port of the run is free again
+
+
+class _Interrupted(Exception):
+    """What a timer raises in the main thread, as a test timeout or an interrupt does."""
+
+
+def test_a_run_interrupted_by_an_exception_leaves_no_stream_running(random_weights):
+    """An exception out of the supervision loop (pytest's timeout, KeyboardInterrupt) tears every
+    stream down: a pipeline left playing went on using the shared side table and networks."""
+    sources = [{"id": "endless", "uri": "synth://?seed=1&people=1"}]
+    publish = {"endpoint": free_endpoint(), "wait_for_subscriber_s": 0}
+    runner = Runner(make_config(random_weights, sources, None, publish=publish))
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise _Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, INTERRUPT_AFTER_S)
+    try:
+        runner.run()
+        raise AssertionError("the endless stream ended by itself")
+    except _Interrupted:
+        pass
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert runner.frames_in["endless"] > 0, "interrupted before it played: raise INTERRUPT_AFTER_S"
+    time.sleep(SETTLE_S)
+    assert default_table().in_flight("endless") == 0  # stopped: its stamp element cleared it

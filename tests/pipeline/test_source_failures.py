@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import socket
 import threading
 import time
 import urllib.error
@@ -18,15 +19,18 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import runner as runner_module
 from pipeline.cli import main
 from pipeline.commands.run import summarise
-from pipeline.gst import parse_launch, quote, run_until_eos
+from pipeline.gst import demuxer_error_lost, parse_launch, quote, run_until_eos
 from pipeline.runner import Runner, _Slot
 from pipeline.settings import PipelineConfig
 from plugins.publish import EventSink
 from tests.pipeline.test_bad_inputs import make_bad_files, write_config
 from tests.pipeline.test_reliability import free_port
 from tests.pipeline.test_runner import free_endpoint, make_config
+
+from gi.repository import Gst  # isort: skip  (pipeline.gst has required the version)
 
 ENDING_STREAM = (
     "( videotestsrc num-buffers=6 ! video/x-raw,width=64,height=48,framerate=30/1"
@@ -39,6 +43,9 @@ WAIT_S = 60.0
 NO_WAIT = ("--set", "publish.wait_for_subscriber_s=0")
 """Nobody subscribes in these runs: an offline run need not wait for a subscriber."""
 POLL_S = 0.05
+START_TIMEOUT_S = 2.0
+RACE_TRIES = 200
+LOST_AFTER_S = 2.0
 
 
 # -- item 2: each failure names the user's source, once -----------------------------------------
@@ -136,6 +143,109 @@ def test_rtsp_path_not_served_and_refused_port_name_the_url(
     for stream, uri in (("nope", nope), ("refused", refused)):
         assert [m for m in retries if m.startswith(f"stream {stream}: {uri}: ")], retries
     assert report.video_paths == {} and not list((tmp_path / "out").glob("*.mp4"))
+
+
+@pytest.fixture
+def silent_server():
+    """A loopback TCP port that accepts connections and never answers (a hung camera); closed
+    after the test."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    server.settimeout(POLL_S)
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(WAIT_S)
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+def test_a_source_that_never_delivers_fails_at_the_start_timeout(
+    random_weights, silent_server, tmp_path
+):
+    """RTSP that connects and then says nothing: without the start timeout the run waits for
+    rtspsrc's own, far longer, or for ever; here the stream fails alone and the others go on."""
+    hung = f"rtsp://127.0.0.1:{silent_server}/cam"
+    sources = [
+        {"id": "hung", "uri": hung},
+        {"id": "good", "uri": "synth://?seed=1&people=1&frames=3"},
+    ]
+    publish = {"endpoint": free_endpoint(), "wait_for_subscriber_s": 0}
+    config = make_config(
+        random_weights,
+        sources,
+        tmp_path / "out",
+        reconnect={"max_attempts": 0},
+        publish=publish,
+        start_timeout_s=START_TIMEOUT_S,
+    )
+    started = time.monotonic()
+    report = run_to_end(config).report
+    assert time.monotonic() - started < WAIT_S
+    assert report.states == {"hung": "error", "good": "eos"}
+    assert report.errors["hung"] == f"{hung}: did not start playing within {START_TIMEOUT_S:g} s"
+    assert "hung" not in report.video_paths
+
+
+def test_a_lost_demuxer_error_is_seen(cut_mp4, shared_media):
+    """decodebin sometimes swallows the error of a cut MP4's demuxer and waits for ever: that
+    state is seen, and a healthy file's prerolled pipeline is not taken for it."""
+    lines = {
+        name: f"filesrc location={quote(str(path))} ! decodebin ! videoconvert ! fakesink"
+        for name, path in (("cut", cut_mp4), ("healthy", shared_media / "pose_demo.mp4"))
+    }
+    wanted = Gst.MessageType.ERROR | Gst.MessageType.ASYNC_DONE
+    lost = 0
+    for _ in range(RACE_TRIES):
+        for name, line in lines.items():
+            pipeline = parse_launch(line)
+            pipeline.set_state(Gst.State.PLAYING)
+            message = pipeline.get_bus().timed_pop_filtered(int(LOST_AFTER_S * Gst.SECOND), wanted)
+            seen = demuxer_error_lost(pipeline)
+            pipeline.set_state(Gst.State.NULL)
+            if name == "healthy":
+                assert message is not None and message.type == Gst.MessageType.ASYNC_DONE
+                assert not seen
+            elif message is None:
+                assert seen
+                lost += 1
+        if lost:
+            return
+    pytest.skip(f"decodebin kept every error of {RACE_TRIES} starts: the race did not happen")
+
+
+def test_a_stream_whose_demuxer_error_is_lost_starts_again_then_fails(
+    random_weights, silent_server, monkeypatch, caplog
+):
+    """The lost error cannot be made to happen at will, so the check is forced on a source that
+    never starts: the stream starts afresh `LOST_ERROR_RESTARTS` times, then fails alone."""
+    monkeypatch.setattr(runner_module, "demuxer_error_lost", lambda _pipeline: True)
+    hung = f"rtsp://127.0.0.1:{silent_server}/cam"
+    sources = [{"id": "hung", "uri": hung}, {"id": "good", "uri": "synth://?frames=3"}]
+    publish = {"endpoint": free_endpoint(), "wait_for_subscriber_s": 0}
+    config = make_config(
+        random_weights, sources, None, publish=publish, reconnect={"max_attempts": 0}
+    )
+    with caplog.at_level(logging.INFO, logger="pipeline.runner"):
+        report = run_to_end(config).report
+    assert report.states == {"hung": "error", "good": "eos"}
+    assert (
+        report.errors["hung"]
+        == f"{hung}: not a playable video (its demuxer stopped; GStreamer lost why)"
+    )
+    again = [r for r in caplog.records if "starting again" in r.getMessage()]
+    assert len(again) == runner_module.LOST_ERROR_RESTARTS
 
 
 def healthz(url: str, path: str = "/healthz") -> tuple[int, dict]:
