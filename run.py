@@ -1,10 +1,10 @@
-"""Entry point: parse arguments, set up logging, hand over to the command line in `pipeline.cli`."""
+"""Entry point: parse arguments, set up logging, hand over to the command line in `cli.main`."""
 
 import sys
 
 import torch
 
-from pipeline.cli import main
+from cli.main import main
 from pipeline.gst import silence_floating_warning
 
 TORCH_THREADS = 1

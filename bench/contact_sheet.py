@@ -12,6 +12,7 @@ offline`` (every frame parsed, the pipeline's own ``tpsoverlay`` drawing into th
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -24,7 +25,6 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, shared_clips  # noqa: E402
-from pipeline.cli import main as run_py  # noqa: E402
 from tps.video import read_frames  # noqa: E402
 
 TILE_HEIGHT = 240
@@ -40,7 +40,8 @@ def annotated_frames(config: Path, clip: Path, count: int, workdir: Path) -> lis
     """``count`` frames, evenly spread, of the clip's annotated MP4 from an offline run."""
     out = workdir / clip.stem
     argv = ["run", "-c", str(config), "--source", str(clip), "--mode", "offline"]
-    code = run_py([*argv, "--metrics", "off", "--publish", ANY_PORT_ENDPOINT, "--out", str(out)])
+    argv += ["--metrics", "off", "--publish", ANY_PORT_ENDPOINT, "--out", str(out)]
+    code = subprocess.run([sys.executable, str(REPO / "run.py"), *argv], check=False).returncode
     videos = sorted(out.glob("*.mp4"))
     if code != 0 or len(videos) != 1:
         raise SheetError(f"{clip}: run exited {code} with annotated videos {videos}")

@@ -37,7 +37,7 @@ from parsing.frame_parser import PartDetector, Persons
 from parsing.keypoint_parts import HIPS, SHOULDERS, PartGeometry, keypoint_parts
 from parsing.networks import load_network
 from parsing.settings import ParserSettings, PartMode
-from pipeline.commands.run import DEFAULT_CONFIG
+from pipeline.config import DEMO_CONFIG
 from pipeline.settings import load_parser_settings
 from tps.formats import GtHuman
 from tps.scorer import inclusive_iou
@@ -245,9 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("fit", "ap"))
     parser.add_argument("--split", type=Path, required=True, help="split with ground truth")
     parser.add_argument("--max-videos", type=int, help="only the first N videos")
-    parser.add_argument(
-        "-c", "--config", type=Path, default=DEFAULT_CONFIG, help="ap: parser config"
-    )
+    parser.add_argument("-c", "--config", type=Path, default=DEMO_CONFIG, help="ap: parser config")
     parser.add_argument(
         "--gt-keypoints", action="store_true", help="ap: ground-truth keypoints, not the pose net's"
     )

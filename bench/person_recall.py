@@ -36,7 +36,7 @@ from bench.common import emit
 from parsing.frame_parser import person_detector, pose_estimator
 from parsing.networks import load_network
 from parsing.settings import ParserSettings
-from pipeline.commands.run import DEFAULT_CONFIG
+from pipeline.config import DEMO_CONFIG
 from pipeline.settings import load_parser_settings
 from tps.formats import FormatError, GroundTruth, Prediction, read_gt, read_pred
 from tps.scorer import HUMAN_IOU, inclusive_iou, match_humans
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--split", type=Path, help="parse: the split whose frames are parsed")
     parser.add_argument("--max-videos", type=int, help="parse: only the first N videos")
-    parser.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG, help="parse: config")
+    parser.add_argument("-c", "--config", type=Path, default=DEMO_CONFIG, help="parse: config")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="parse: override a key"
     )

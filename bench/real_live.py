@@ -43,7 +43,7 @@ from bench.common import REPO, SHARED_MEDIA, emit, environment  # noqa: E402
 from bench.pipeline import ANY_PORT_ENDPOINT, run_pipeline  # noqa: E402
 from parsing.events import Event  # noqa: E402
 from parsing.settings import ParserSettings  # noqa: E402
-from pipeline.config import validate  # noqa: E402
+from pipeline.config import CAMERA_CONFIG, validate  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
 from pipeline.settings import (
     PipelineConfig,  # noqa: E402
@@ -54,7 +54,6 @@ from tps.video import read_frames  # noqa: E402
 
 log = logging.getLogger("bench.real_live")
 
-CAMERA_CONFIG = REPO / "configs" / "camera.yaml"
 DEMO_CONFIG = REPO / "configs" / "demo.yaml"
 DEFAULT_CLIP = SHARED_MEDIA / "structuralize_demo.mp4"
 VIDEO = {"width": 640, "height": 480, "fps": 30}

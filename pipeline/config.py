@@ -110,6 +110,10 @@ URI_OR_PATH = UriOrPath()
 
 CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
 """The shipped configs, found from any working directory (their own paths resolve beside them)."""
+DEMO_CONFIG = CONFIGS_DIR / "demo.yaml"
+"""The demo: bare `run.py`, and the parser config of the offline tools."""
+CAMERA_CONFIG = CONFIGS_DIR / "camera.yaml"
+"""`run --source X` without `-c`: a user's own footage gets the real-footage model set."""
 
 
 def resolve_paths(schema: type[BaseModel], data: object, folder: Path) -> object:

@@ -11,7 +11,7 @@ import math
 import pytest
 
 from bench.report import BEGIN, END, ReportError, update_doc
-from pipeline.cli import main
+from cli.main import main
 
 SECTIONS = ["publish", "decode"]
 

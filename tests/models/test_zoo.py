@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 import models
+from cli.main import main
 from engines.base import named_outputs
 from engines.onnx_export import export_onnx
 from models.csn import CSN
 from models.hrnet import HRNet
 from models.yolof import YOLOF
-from pipeline import cli
 
 NUM_CLASSES = 5
 # Exact parameter counts at the default class count (DESIGN.md §3).
@@ -91,7 +91,7 @@ def test_small_model_runs_and_matches_onnx(name: str, tmp_path: Path) -> None:
 
 
 def test_models_info_json(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["models", "info", "ir_csn_tiny", "hrnet_tiny", "--json"]) == 0
+    assert main(["models", "info", "ir_csn_tiny", "hrnet_tiny", "--json"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
     assert rows["ir_csn_tiny"]["input_shape"] == [3, 8, 112, 112]
     assert rows["hrnet_tiny"]["input_shape"] == [3, 256, 192]
@@ -101,7 +101,7 @@ def test_models_info_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_models_info_unknown_name_is_a_user_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["models", "info", "resnet_9000"]) == 2
+    assert main(["models", "info", "resnet_9000"]) == 2
     assert "unknown models ['resnet_9000']" in capsys.readouterr().err
 
 
@@ -114,18 +114,17 @@ def test_models_convert_then_export(tmp_path: Path, capsys: pytest.CaptureFixtur
     names.write_text("dance\njump\nrun\n")
     converted = tmp_path / "parser.safetensors"
     convert = ["models", "convert", str(source), str(converted), "--arch", "ir_csn_tiny"]
-    assert cli.main([*convert, "--classes", str(names)]) == 2
+    assert main([*convert, "--classes", str(names)]) == 2
     assert "checkpoint head has 400 classes, model has 3" in capsys.readouterr().err
-    assert cli.main([*convert, "--classes", str(names), "--reinit-head"]) == 0
+    assert main([*convert, "--classes", str(names), "--reinit-head"]) == 0
     model, report = models.build_from_checkpoint(converted)
     assert report.classes == ["dance", "jump", "run"]
     assert torch.equal(model.backbone.conv1.conv.weight, kinetics.backbone.conv1.conv.weight)
     onnx_path = tmp_path / "parser.onnx"
     export = ["models", "export", "ir_csn_tiny", str(onnx_path), "--weights", str(converted)]
-    assert cli.main(export) == 0
+    assert main(export) == 0
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     assert session.get_outputs()[0].shape[1] == 3
     assert (
-        cli.main(["models", "export", "hrnet_tiny", str(onnx_path), "--weights", str(converted)])
-        == 2
+        main(["models", "export", "hrnet_tiny", str(onnx_path), "--weights", str(converted)]) == 2
     )

@@ -22,7 +22,7 @@ import torch
 import yaml
 import zmq
 
-from pipeline.cli import main
+from cli.main import main
 from pipeline.gst import init
 from pipeline.runner import Runner
 from plugins.publisher import EventSubscriber

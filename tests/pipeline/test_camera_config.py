@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import build_parser
+from cli.run import config_path, configure
 from parsing.events import validate
-from pipeline.cli import build_parser
-from pipeline.commands.run import CAMERA_CONFIG, DEFAULT_CONFIG, config_path, configure
-from pipeline.config import ConfigError, RawConfig, load_config
+from pipeline.config import CAMERA_CONFIG, DEMO_CONFIG, ConfigError, RawConfig, load_config
 from pipeline.config import validate as validate_config
 from pipeline.settings import PipelineConfig
 from tests.pipeline.test_runner import by_stream, free_endpoint, run_with_subscriber
@@ -23,13 +23,13 @@ def _args(*argv: str):
 
 def test_run_source_without_config_takes_the_camera_config(shared_media, tmp_path):
     clip = str(shared_media / "pose_demo.mp4")
-    assert config_path(_args()) == DEFAULT_CONFIG  # the demo keeps its meaning
+    assert config_path(_args()) == DEMO_CONFIG  # the demo keeps its meaning
     assert config_path(_args("--source", clip)) == CAMERA_CONFIG
     config = configure(_args("--source", clip, "--out", str(tmp_path)))
     assert config.parser.clip is None and config.parser.parts.mode == "keypoints"
     assert config.parser.person.weights.name == "movenet_multipose_lightning.onnx"
     assert [s.uri for s in config.sources] == [clip] and config.mode == "live"
-    demo = configure(_args("-c", str(DEFAULT_CONFIG), "--source", clip, "--out", str(tmp_path)))
+    demo = configure(_args("-c", str(DEMO_CONFIG), "--source", clip, "--out", str(tmp_path)))
     assert demo.parser.clip is not None and demo.parser.person.weights.suffix == ".safetensors"
 
 

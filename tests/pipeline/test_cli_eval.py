@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline.cli import main
+from cli.main import main
 from tps.formats import (
     PRED_PART_FILE,
     GroundTruth,

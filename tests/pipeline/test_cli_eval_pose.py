@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
+from cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 REAL = REPO.parent / "shared" / "real"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main
 from parsing.events import EventSequencer, encode, validate
 from parsing.results import (
     ClipResult,
@@ -21,7 +22,6 @@ from parsing.results import (
     PartState,
     StreamStatus,
 )
-from pipeline.cli import main
 from plugins.publisher import EventPublisher
 from tps.vocabulary import PART_TYPES
 

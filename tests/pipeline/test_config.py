@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.cli import main
-from pipeline.commands.run import _GenerateOnly, add_run_arguments, configure
+from cli.main import main
+from cli.run import _GenerateOnly, add_run_arguments, configure
 from pipeline.config import ConfigError, apply_overrides, load_config
 from pipeline.settings import PipelineConfig
 from tests.pipeline.test_runner import free_endpoint

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cli.run import _GenerateOnly
 from parsing.networks import load_network
-from pipeline.commands.run import _GenerateOnly
 from pipeline.config import load_config
 from pipeline.settings import PipelineConfig
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.commands.run import add_run_arguments, configure, source_name
+from cli.run import add_run_arguments, configure, source_name
 
 ROOT = Path(__file__).resolve().parents[2]
 

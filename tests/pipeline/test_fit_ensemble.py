@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.fit_ensemble import clip_networks, write_head_weights
 from parsing.settings import ParserSettings
-from pipeline.commands.fit_ensemble import clip_networks, write_head_weights
 from pipeline.config import ConfigError, RawConfig, apply_overrides, load_config, validate
 from pipeline.settings import PipelineConfig
 

@@ -13,8 +13,8 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from cli import USER_ERRORS
 from parsing.results import STREAM_STATES
-from pipeline.commands import USER_ERRORS
 from pipeline.config import ConfigError, validate
 from pipeline.metrics import (
     BATCH_SIZE_BUCKETS,

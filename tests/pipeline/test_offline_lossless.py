@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.commands.run import ENDLESS_SYNTH, warn_endless
+from cli.run import ENDLESS_SYNTH, warn_endless
 from pipeline.sources import iterate_frames
 from plugins.publisher import EventSubscriber
 from tests.pipeline.test_runner import by_stream, make_config, run_with_subscriber
@@ -108,6 +108,6 @@ def test_offline_run_on_endless_synth_says_so_at_start(random_weights, tmp_path)
 )
 def test_only_offline_synth_without_frames_warns(random_weights, caplog, uri, mode, warned):
     config = make_config(random_weights, [{"id": "w", "uri": uri}], None, mode=mode)
-    with caplog.at_level(logging.WARNING, logger="pipeline.commands.run"):
+    with caplog.at_level(logging.WARNING, logger="cli.run"):
         warn_endless(config)
     assert [r.getMessage() for r in caplog.records] == ([ENDLESS_SYNTH % uri] if warned else [])

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import pytest
 
+from cli.main import main
 from parsing.events import EventSequencer, encode
 from parsing.results import (
     ClipResult,
@@ -22,7 +23,6 @@ from parsing.results import (
     PartState,
     StreamStatus,
 )
-from pipeline.cli import main
 from pipeline.recorder import Recorder
 from plugins.publisher import EventPublisher
 from tps.formats import read_pred

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main
 from parsing.events import validate
-from pipeline.cli import main
 from pipeline.config import validate as validate_config
 from pipeline.recorder import Recorder
 from pipeline.runner import Runner, StreamProgress

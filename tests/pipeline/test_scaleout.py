@@ -30,10 +30,10 @@ import zmq
 import zmq.auth
 from prometheus_client.parser import text_string_to_metric_families
 
+from cli.main import build_parser, main
 from parsing.events import EventSequencer, encode
 from parsing.results import StreamStatus
 from pipeline.broker import Broker, BrokerCurve, BrokerError
-from pipeline.cli import build_parser, main
 from pipeline.config import validate
 from pipeline.metrics import MetricsServer
 from pipeline.settings import PipelineConfig

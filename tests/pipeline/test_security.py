@@ -11,10 +11,10 @@ import pytest
 import yaml
 import zmq
 
+from cli.main import main
 from parsing.events import EventSequencer, encode
 from parsing.results import StreamStatus
 from pipeline.broker import Broker, BrokerCurve
-from pipeline.cli import main
 from pipeline.metrics import MetricsSettings, parse_address
 from pipeline.runner import Runner
 from pipeline.settings import PublishSettings

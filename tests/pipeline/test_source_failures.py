@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main
+from cli.run import summarise
 from pipeline import runner as runner_module
-from pipeline.cli import main
-from pipeline.commands.run import summarise
 from pipeline.gst import demuxer_error_lost, parse_launch, quote, run_until_eos
 from pipeline.runner import Runner, _Slot
 from pipeline.settings import PipelineConfig

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.commands import USER_ERRORS
+from cli import USER_ERRORS
 from pipeline.gst import parse_launch, run_until_eos
 from pipeline.sources import (
     DEFAULT_RTSP_LATENCY_MS,

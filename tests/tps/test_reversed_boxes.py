@@ -9,7 +9,7 @@ import logging
 import numpy as np
 import pytest
 
-from pipeline.cli import main
+from cli.main import main
 from tps.formats import (
     GT_PART_FILE,
     PRED_PART_FILE,

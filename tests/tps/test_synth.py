@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.cli import main
+from cli.main import main
 from tps.formats import read_gt
 from tps.synth import SYNTH_ACTIONS, EncodeError, SynthParamError, SynthVideo
 from tps.synth.body import PART_LABELS, SHAPE_LABELS, Appearance

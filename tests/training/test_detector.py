@@ -12,9 +12,9 @@ import torch
 import yaml
 
 import models
+from cli.main import main
 from models.detection import letterbox
 from parsing.crops import crop_points_to_frame
-from pipeline.cli import main
 from tps.formats import GtHuman, GtPart
 from tps.synth.dataset import write_split
 from tps.vocabulary import PARTS

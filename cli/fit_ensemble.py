@@ -16,8 +16,7 @@ import re
 from pathlib import Path
 
 from parsing.settings import ClipNetworkSettings
-from pipeline.commands.run import DEFAULT_CONFIG
-from pipeline.config import ConfigError, RawConfig, load_config, validate
+from pipeline.config import DEMO_CONFIG, ConfigError, RawConfig, load_config, validate
 from pipeline.settings import PipelineConfig
 from training.ensemble import FINAL_CLIPS, ensemble_scores, fit_head_weights, weighted_accuracy
 
@@ -33,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
     )
     parser.add_argument("--val", type=Path, required=True, help="validation split (not test)")
-    parser.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG, help="parser config")
+    parser.add_argument("-c", "--config", type=Path, default=DEMO_CONFIG, help="parser config")
     parser.add_argument(
         "--clips", type=int, default=FINAL_CLIPS, help="clips per person (the parser's final)"
     )

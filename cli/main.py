@@ -1,4 +1,4 @@
-"""The command line: one subcommand per module in `pipeline.commands`, one-line errors, exit codes.
+"""The command line: one subcommand per module in `cli`, one-line errors, exit codes.
 
 With no command, `run.py` runs the demo: `run` on `configs/demo.yaml`.
 
@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from pipeline.commands import COMMANDS, USER_ERRORS
+from cli import COMMANDS, USER_ERRORS
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.commands.run import DEFAULT_CONFIG, execute
-from pipeline.config import ConfigError, RawConfig, apply_overrides, load_config, validate
+from cli.run import execute
+from pipeline.config import (
+    DEMO_CONFIG,
+    ConfigError,
+    RawConfig,
+    apply_overrides,
+    load_config,
+    validate,
+)
 from pipeline.settings import PipelineConfig
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm")
@@ -29,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--videos", type=Path, required=True, help="folder of videos (or a split)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the prediction files")
-    parser.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG, help="parser config")
+    parser.add_argument("-c", "--config", type=Path, default=DEMO_CONFIG, help="parser config")
     parser.add_argument(
         "--streams", type=int, default=DEFAULT_CONCURRENT_STREAMS, help="videos parsed at once"
     )

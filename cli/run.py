@@ -18,7 +18,8 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.config import (
-    CONFIGS_DIR,
+    CAMERA_CONFIG,
+    DEMO_CONFIG,
     ConfigError,
     RawConfig,
     apply_overrides,
@@ -35,14 +36,10 @@ from tps.synth.dataset import write_split
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = CONFIGS_DIR / "demo.yaml"
-CAMERA_CONFIG = CONFIGS_DIR / "camera.yaml"
-"""`run --source X` without `-c`: a user's own footage gets the real-footage model set."""
-
 
 def config_path(args: argparse.Namespace) -> Path:
     """`-c`, else the camera config for a user's `--source`, else the demo's."""
-    return args.config or (CAMERA_CONFIG if args.source else DEFAULT_CONFIG)
+    return args.config or (CAMERA_CONFIG if args.source else DEMO_CONFIG)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:

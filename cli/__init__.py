@@ -6,12 +6,7 @@ line and exits with code 2.
 
 from bench.report import ReportError
 from bench.suite import SuiteError
-from engines.base import EngineError
-from models.registry import ModelError
-from parsing.events import EventError
-from parsing.pose_eval import PoseSetError
-from pipeline.broker import BrokerError
-from pipeline.commands import (
+from cli import (
     ap,
     baseline,
     bench,
@@ -29,6 +24,11 @@ from pipeline.commands import (
     synth,
     train,
 )
+from engines.base import EngineError
+from models.registry import ModelError
+from parsing.events import EventError
+from parsing.pose_eval import PoseSetError
+from pipeline.broker import BrokerError
 from pipeline.config import ConfigError
 from pipeline.metrics import MetricsError
 from pipeline.recorder import RecordError

@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from pipeline.commands.subscribe import add_connection_arguments, curve_options
+from cli.subscribe import add_connection_arguments, curve_options
 from pipeline.recorder import STATE_SOURCES, Recorder
 from plugins.publisher import EventSubscriber
 from tps.formats import write_pred
