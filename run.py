@@ -5,7 +5,7 @@ import sys
 import torch
 
 from cli.main import main
-from pipeline.gst import silence_floating_warning
+from media.gst import silence_floating_warning
 
 TORCH_THREADS = 1
 """Each network runs in its own batcher thread and stages overlap; one thread per call keeps the

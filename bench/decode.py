@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import median
-from pipeline.gst import NS_PER_S, error_text, init
+from media.gst import NS_PER_S, error_text, init
 from pipeline.sources import build_source, iterate_frames, parse_source
 
-from gi.repository import Gst  # isort: skip  (pipeline.gst has required the version)
+from gi.repository import Gst  # isort: skip  (media.gst has required the version)
 
 GST_LAUNCH = "gst-launch-1.0"
 GST_LAUNCH_TIMEOUT_S = 120.0

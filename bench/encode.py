@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from media.frames import RGB_CHANNELS, rgb_stride
+from media.gst import NS_PER_S, error_text, init, rgb_caps
 from pipeline.annotated import annotated_chain
-from pipeline.gst import NS_PER_S, error_text, init, rgb_caps
 from pipeline.sources import iterate_frames
-from plugins.frames import RGB_CHANNELS, rgb_stride
 
-from gi.repository import Gst  # isort: skip  (pipeline.gst has required the version)
+from gi.repository import Gst  # isort: skip  (media.gst has required the version)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CLIP = REPO.parent / "shared" / "media" / "skeleton_demo.mp4"

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.gst import quote
+from media.gst import quote
 
 QUALITY = 21
 """x264 constant rate factor (``quantizer`` with ``pass=qual``): lower is better and bigger."""

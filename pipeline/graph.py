@@ -18,9 +18,9 @@ import gi
 gi.require_version("Gst", "1.0")
 from gi.repository import GLib, Gst  # noqa: E402
 
+from media.gst import GstError, init, quote  # noqa: E402
 from parsing.settings import NetworkSettings, ParserSettings  # noqa: E402
 from pipeline.annotated import IMAGE_SUFFIX, VIDEO_SUFFIX, annotated_chain  # noqa: E402
-from pipeline.gst import GstError, init, quote  # noqa: E402
 from pipeline.settings import PipelineConfig  # noqa: E402
 from pipeline.sources import FileSource, ImageSource, build_source, parse_source  # noqa: E402
 

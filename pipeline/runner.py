@@ -20,11 +20,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from media.gst import NS_PER_S, demuxer_error_lost, failure_text
 from models.registry import ModelError
 from parsing.events import Event
 from parsing.results import FINAL_STATES, StreamStatus
 from pipeline.graph import StreamGraph, build_stream
-from pipeline.gst import NS_PER_S, demuxer_error_lost, failure_text
 from pipeline.metrics import Metrics, MetricsServer, parse_address
 from pipeline.recorder import Recorder
 from pipeline.settings import PipelineConfig
@@ -36,7 +36,7 @@ from plugins.pool import NetworkPool, configure_default_pool
 from plugins.publish import EventSink, close_sink, open_sink
 from tps.formats import Prediction, write_pred
 
-from gi.repository import Gst  # isort: skip  (pipeline.gst has required the version)
+from gi.repository import Gst  # isort: skip  (media.gst has required the version)
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,6 @@ frames into Python for offline tools and tests.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,18 +37,17 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstApp", "1.0")
 from gi.repository import Gst, GstApp  # noqa: E402
 
-from pipeline.gst import (  # noqa: E402
+from media.decode import DecodeError, pull_frames  # noqa: E402
+from media.frames import RGB_CHANNELS, pack_rgb  # noqa: E402
+from media.gst import (  # noqa: E402
     NS_PER_S,
     GstError,
-    caps_size,
-    error_text,
     parse_bin,
     parse_launch,
     post_error,
     quote,
     rgb_caps,
 )
-from plugins.frames import RGB_CHANNELS, map_rgb, rgb_stride  # noqa: E402
 from tps.vocabulary import ACTIONS  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -308,9 +306,7 @@ class _SynthFeeder:
         except Exception as error:  # a failing renderer ends the stream with a bus error
             post_error(appsrc, f"synthetic frame {self.next_index}: {error}")
             return
-        rows = np.zeros((self.height, rgb_stride(self.width)), dtype=np.uint8)  # padded rows
-        rows[:, : self.width * RGB_CHANNELS] = rgb.reshape(self.height, -1)
-        buffer = Gst.Buffer.new_wrapped(rows.tobytes())
+        buffer = Gst.Buffer.new_wrapped(pack_rgb(rgb))
         buffer.pts = round(self.next_index * NS_PER_S / self.fps)
         buffer.duration = round(NS_PER_S / self.fps)
         buffer.offset = self.next_index
@@ -404,34 +400,8 @@ def iterate_frames(
     except GstError as error:
         raise SourceError(f"{where}: {error}") from error
     _attach_synth(pipeline, spec, stream, width, height, fps)
-    sink = pipeline.get_by_name(sink_name)
-    bus = pipeline.get_bus()
     try:
-        if pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
-            message = bus.pop_filtered(Gst.MessageType.ERROR)
-            detail = error_text(message) if message is not None else "cannot start"
-            raise SourceError(f"{where}: {detail}")
-        index = 0
-        waited_since = time.monotonic()
-        while True:
-            sample = sink.try_pull_sample(int(POLL_INTERVAL_S * NS_PER_S))
-            if sample is None:
-                message = bus.pop_filtered(Gst.MessageType.ERROR)
-                if message is not None:
-                    raise SourceError(f"{where}: {error_text(message)}")
-                if sink.is_eos():
-                    log.debug("%s: end of stream after %d frames", where, index)
-                    return
-                if time.monotonic() - waited_since > timeout_s:
-                    raise SourceError(f"{where}: no frame within {timeout_s:g} s")
-                continue
-            buffer = sample.get_buffer()
-            frame_width, frame_height = caps_size(sample.get_caps())
-            with map_rgb(buffer, frame_width, frame_height) as rgb:
-                frame = rgb.copy()
-            pts = None if buffer.pts == Gst.CLOCK_TIME_NONE else buffer.pts
-            yield index, pts, frame
-            index += 1
-            waited_since = time.monotonic()
-    finally:
-        pipeline.set_state(Gst.State.NULL)
+        count = yield from pull_frames(pipeline, sink_name, timeout_s, POLL_INTERVAL_S)
+    except DecodeError as error:
+        raise SourceError(f"{where}: {error}") from error
+    log.debug("%s: end of stream after %d frames", where, count)

@@ -44,7 +44,9 @@ gi.require_version("GstBase", "1.0")
 gi.require_version("GstVideo", "1.0")
 from gi.repository import GLib, GObject, Gst, GstBase, GstVideo  # noqa: E402
 
-from plugins.frames import FrameRecord, default_table, map_rgb  # noqa: E402
+from media.frames import map_rgb  # noqa: E402
+from media.gst import init  # noqa: E402
+from plugins.frames import FrameRecord, default_table  # noqa: E402
 from plugins.hooks import hooks  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -386,7 +388,7 @@ def make_element_class(spec: ElementSpec) -> type:
         cls = _classes.get(spec.name)
         if cls is not None:
             return cls
-        Gst.init(None)
+        init()
         type_name = spec.name.capitalize()
 
         def __init__(self: Any) -> None:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from media.gst import NS_PER_S
 from parsing.events import Event, EventSequencer, encode
 from parsing.results import ClipResult, FrameResult, StreamStatus
 from plugins import board
@@ -29,7 +30,6 @@ from plugins.publisher import DEFAULT_HWM, EventPublisher
 
 log = logging.getLogger(__name__)
 
-NS_PER_S = 1e9
 Result = FrameResult | ClipResult | StreamStatus
 
 

@@ -23,6 +23,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "engines",
         "tps",
     ),  # networks | inference back ends | Kinetics-TPS and the synthetic world
+    ("media",),  # GStreamer helpers, RGB frame layout and the one decode loop, under all video
 )
 """Top floor first."""
 PACKAGES = {package: level for level, floor in enumerate(FLOORS) for package in floor}

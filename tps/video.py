@@ -1,20 +1,23 @@
 """Decode a video file into RGB frames through GStreamer, for training and evaluation.
 
-``filesrc ! decodebin ! videoconvert ! video/x-raw,format=RGB ! appsink``, pulled synchronously
-with a bounded wait per frame. GStreamer is initialised on the first call, never at import.
-Rows of an RGB frame are padded to a multiple of 4 bytes by GStreamer when ``width * 3`` is not
-one; the padding is cut off here, so callers always get dense (H, W, 3) arrays.
+``filesrc ! decodebin ! videoconvert ! video/x-raw,format=RGB ! appsink``, pulled by the one
+decode loop (`media.decode.pull_frames`) with a bounded wait per frame. GStreamer is initialised
+on the first call, never at import. Row padding is cut off there, so callers always get dense
+(H, W, 3) arrays.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextlib import closing
 from pathlib import Path
-from typing import Any
 
-import gi
 import numpy as np
+
+from media.decode import Stalled, StartFailed, StreamFailed, pull_frames
+from media.frames import FrameError
+from media.gst import GstError, parse_launch
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +25,6 @@ FRAME_TIMEOUT_S = 10.0
 """Longest wait for one decoded frame (or the end of the stream) before giving up."""
 POLL_S = 0.05
 """Slice of that wait after which the bus is checked for a decoding error."""
-NS_PER_S = 1_000_000_000
-RGB_CHANNELS = 3
 _PIPELINE = (
     "filesrc name=src ! decodebin ! videoconvert ! video/x-raw,format=RGB ! "
     "appsink name=sink sync=false"
@@ -34,45 +35,33 @@ class VideoError(Exception):
     """A video file is missing, cannot be decoded, or lacks the frames asked for."""
 
 
-def _gst() -> tuple[Any, Any, Any]:
-    """Gst, GstVideo and GLib, with GStreamer initialised (once)."""
-    gi.require_version("Gst", "1.0")
-    gi.require_version("GstApp", "1.0")
-    gi.require_version("GstVideo", "1.0")
-    from gi.repository import GLib, Gst, GstApp, GstVideo
+def _decode(path: Path, last: int | None) -> list[np.ndarray]:
+    """Every frame of `path` up to index `last` (all of them when None), in order.
 
-    del GstApp  # imported for its side effect: appsink gains try_pull_sample / is_eos
-
-    if not Gst.is_initialized():
-        Gst.init(None)
-    return Gst, GstVideo, GLib
-
-
-def _frame_from_sample(sample: Any, gst_video: Any, path: Path) -> np.ndarray:
-    """Copy one RGB appsink sample into a dense (H, W, 3) uint8 array."""
-    info = gst_video.VideoInfo.new_from_caps(sample.get_caps())
-    if info is None:
-        raise VideoError(f"{path}: decoder produced caps without video info")
-    width, height, stride = info.width, info.height, info.stride[0]
-    buffer = sample.get_buffer()
-    ok, mapped = buffer.map(_gst()[0].MapFlags.READ)
-    if not ok:
-        raise VideoError(f"{path}: cannot map a decoded buffer")
+    Raises:
+        VideoError: the decoder cannot be built or started, fails, or stalls.
+    """
     try:
-        rows = np.frombuffer(mapped.data, dtype=np.uint8, count=stride * height)
-        frame = rows.reshape(height, stride)[:, : width * RGB_CHANNELS]  # H,W*3 (padding cut)
-        return frame.reshape(height, width, RGB_CHANNELS).copy()
-    finally:
-        buffer.unmap(mapped)
-
-
-def _bus_error(pipeline: Any, gst: Any) -> str | None:
-    """The first error message waiting on the bus, as one line, or None."""
-    message = pipeline.get_bus().pop_filtered(gst.MessageType.ERROR)
-    if message is None:
-        return None
-    error, _debug = message.parse_error()
-    return f"{message.src.get_name() if message.src else 'pipeline'}: {error.message}"
+        pipeline = parse_launch(_PIPELINE)
+    except GstError as error:
+        raise VideoError(f"{path}: cannot build the decoder ({error})") from error
+    pipeline.get_by_name("src").set_property("location", str(path))
+    decoded: list[np.ndarray] = []
+    try:
+        with closing(pull_frames(pipeline, "sink", FRAME_TIMEOUT_S, POLL_S)) as frames:
+            for _index, _pts, frame in frames:
+                decoded.append(frame)
+                if last is not None and len(decoded) > last:
+                    break
+    except StartFailed as error:
+        raise VideoError(f"{path}: the decoder cannot start ({error.detail})") from error
+    except StreamFailed as error:
+        raise VideoError(f"cannot decode {path}: {error}") from error
+    except Stalled as error:
+        raise VideoError(f"{path}: {error} after frame {error.frames}") from error
+    except (GstError, FrameError) as error:
+        raise VideoError(f"{path}: {error}") from error
+    return decoded
 
 
 def read_frames(path: str | Path, indices: Iterable[int] | None = None) -> np.ndarray:
@@ -96,36 +85,7 @@ def read_frames(path: str | Path, indices: Iterable[int] | None = None) -> np.nd
     if wanted is not None and any(index < 0 for index in wanted):
         raise VideoError(f"{path}: frame indices must be >= 0; got {min(wanted)}")
     last = None if wanted is None else max(wanted, default=0)
-    gst, gst_video, glib = _gst()
-    try:
-        pipeline = gst.parse_launch(_PIPELINE)
-    except glib.Error as error:
-        raise VideoError(f"{path}: cannot build the decoder ({error.message})") from error
-    pipeline.get_by_name("src").set_property("location", str(path))
-    sink = pipeline.get_by_name("sink")
-    decoded: list[np.ndarray] = []
-    try:
-        if pipeline.set_state(gst.State.PLAYING) == gst.StateChangeReturn.FAILURE:
-            raise VideoError(f"{path}: the decoder cannot start ({_bus_error(pipeline, gst)})")
-        waited = 0
-        while last is None or len(decoded) <= last:
-            sample = sink.try_pull_sample(int(POLL_S * NS_PER_S))
-            if sample is not None:
-                decoded.append(_frame_from_sample(sample, gst_video, path))
-                waited = 0
-                continue
-            problem = _bus_error(pipeline, gst)
-            if problem is not None:
-                raise VideoError(f"cannot decode {path}: {problem}")
-            if sink.is_eos():
-                break
-            waited += 1
-            if waited * POLL_S >= FRAME_TIMEOUT_S:
-                raise VideoError(
-                    f"{path}: no frame within {FRAME_TIMEOUT_S:.0f} s after frame {len(decoded)}"
-                )
-    finally:
-        pipeline.set_state(gst.State.NULL)
+    decoded = _decode(path, last)
     if not decoded:
         raise VideoError(f"{path}: the video has no frames")
     if wanted is None:

@@ -15,8 +15,8 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstPbutils", "1.0")
 from gi.repository import Gst, GstPbutils  # noqa: E402
 
+from media.gst import init  # noqa: E402
 from pipeline.annotated import annotated_chain  # noqa: E402
-from pipeline.gst import init  # noqa: E402
 from tests.pipeline.test_runner import make_config, run_with_subscriber  # noqa: E402
 
 PLAYABLE_PROFILES = {"constrained-baseline", "baseline", "main", "high"}

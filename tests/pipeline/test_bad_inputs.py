@@ -23,13 +23,13 @@ import yaml
 import zmq
 
 from cli.main import main
-from pipeline.gst import init
+from media.gst import init
 from pipeline.runner import Runner
 from plugins.publisher import EventSubscriber
 from tests.pipeline.test_runner import by_stream, make_config, run_with_subscriber
 from tps.synth.encode import encode_h264
 
-from gi.repository import Gst  # isort: skip  (pipeline.gst has required the version)
+from gi.repository import Gst  # isort: skip  (media.gst has required the version)
 
 VIDEO_SIZE = (96, 64)
 """The configured size every source is normalised to (width, height)."""

@@ -21,8 +21,8 @@ import pytest
 
 from cli.main import main
 from cli.run import summarise
+from media.gst import demuxer_error_lost, parse_launch, quote, run_until_eos
 from pipeline import runner as runner_module
-from pipeline.gst import demuxer_error_lost, parse_launch, quote, run_until_eos
 from pipeline.runner import Runner, _Slot
 from pipeline.settings import PipelineConfig
 from plugins.publish import EventSink
@@ -30,7 +30,7 @@ from tests.pipeline.test_bad_inputs import make_bad_files, write_config
 from tests.pipeline.test_reliability import free_port
 from tests.pipeline.test_runner import free_endpoint, make_config
 
-from gi.repository import Gst  # isort: skip  (pipeline.gst has required the version)
+from gi.repository import Gst  # isort: skip  (media.gst has required the version)
 
 ENDING_STREAM = (
     "( videotestsrc num-buffers=6 ! video/x-raw,width=64,height=48,framerate=30/1"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cli import USER_ERRORS
-from pipeline.gst import parse_launch, run_until_eos
+from media.gst import parse_launch, run_until_eos
 from pipeline.sources import (
     DEFAULT_RTSP_LATENCY_MS,
     FileSource,

@@ -15,6 +15,7 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstApp", "1.0")
 from gi.repository import Gst, GstApp  # noqa: E402, F401 - GstApp gives appsink its methods
 
+from media.frames import FrameError, map_rgb, rgb_stride  # noqa: E402
 from plugins.element import (  # noqa: E402
     ElementError,
     ElementSpec,
@@ -22,7 +23,7 @@ from plugins.element import (  # noqa: E402
     Prop,
     register_elements,
 )
-from plugins.frames import FrameError, FrameTable, default_table, map_rgb, rgb_stride  # noqa: E402
+from plugins.frames import FrameTable, default_table  # noqa: E402
 from plugins.stamp import LOST_AFTER_S, STAMP, FairGate, StampStage  # noqa: E402
 
 TIMEOUT_S = 20

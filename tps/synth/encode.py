@@ -1,6 +1,6 @@
 """H.264 MP4 writing and frame counting through GStreamer.
 
-GStreamer is imported and initialised on first use, never at import.
+GStreamer is initialised on first use, never at import.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from media.frames import RGB_CHANNELS, pack_rgb
+from media.gst import Gst, init, rgb_caps, wait_eos
 from tps.synth.errors import EncodeError
 
 log = logging.getLogger(__name__)
@@ -20,31 +22,14 @@ EOS_TIMEOUT_S = 60.0
 """How long to wait for the muxer to finish after the last frame."""
 QUEUED_FRAMES = 4
 """Frames appsrc may hold before `encode_h264` blocks, bounding memory."""
-_ROW_ALIGN = 4
-"""GStreamer's default row stride alignment for packed RGB."""
 
 
-def _gst() -> Any:
-    """The initialised `Gst` module."""
-    import gi
-
-    gi.require_version("Gst", "1.0")
-    from gi.repository import Gst
-
-    if not Gst.is_initialized():
-        Gst.init(None)
-    return Gst
-
-
-def _bus_error(gst: Any, pipeline: Any, timeout_s: float) -> str | None:
+def _bus_error(pipeline: Gst.Pipeline, timeout_s: float) -> str | None:
     """Wait up to `timeout_s` for EOS or an error; None on EOS, else what went wrong."""
-    bus = pipeline.get_bus()
-    message = bus.timed_pop_filtered(
-        int(timeout_s * gst.SECOND), gst.MessageType.EOS | gst.MessageType.ERROR
-    )
+    message = wait_eos(pipeline, timeout_s)
     if message is None:
         return f"no end of stream within {timeout_s:.0f} s"
-    if message.type == gst.MessageType.ERROR:
+    if message.type == Gst.MessageType.ERROR:
         error, debug = message.parse_error()
         return f"{error.message} ({debug})" if debug else error.message
     return None
@@ -80,40 +65,39 @@ def encode_h264(
             f"{path}: expected uint8 (H, W, 3) frames with even H and W, "
             f"got {first.dtype} {first.shape}"
         )
-    gst = _gst()
-    caps = f"video/x-raw,format=RGB,width={width},height={height},framerate={fps}/1"
-    pipeline = gst.parse_launch(
+    init()
+    caps = rgb_caps(width, height, fps)
+    pipeline = Gst.parse_launch(
         f"appsrc name=source format=time block=true caps={caps} "
         "! videoconvert ! video/x-raw,format=I420 "
         "! x264enc speed-preset=veryfast ! mp4mux ! filesink name=sink"
     )
     source = pipeline.get_by_name("source")
-    source.set_property("max-bytes", QUEUED_FRAMES * width * height * 3)
+    source.set_property("max-bytes", QUEUED_FRAMES * width * height * RGB_CHANNELS)
     pipeline.get_by_name("sink").set_property("location", str(path))
-    stride = -(-width * 3 // _ROW_ALIGN) * _ROW_ALIGN
     count = 0
     try:
-        if pipeline.set_state(gst.State.PLAYING) == gst.StateChangeReturn.FAILURE:
+        if pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
             raise EncodeError(f"{path}: the encoding pipeline would not start")
         for frame in _chain(first, iterator):
             if frame.shape != first.shape:
                 raise EncodeError(
                     f"{path}: frame {count} has shape {frame.shape}, expected {first.shape}"
                 )
-            buffer = gst.Buffer.new_wrapped(_packed(frame, stride))
-            buffer.pts = gst.util_uint64_scale_int(count, gst.SECOND, fps)
-            buffer.duration = gst.util_uint64_scale_int(1, gst.SECOND, fps)
+            buffer = Gst.Buffer.new_wrapped(pack_rgb(frame))
+            buffer.pts = Gst.util_uint64_scale_int(count, Gst.SECOND, fps)
+            buffer.duration = Gst.util_uint64_scale_int(1, Gst.SECOND, fps)
             flow = source.emit("push-buffer", buffer)
-            if flow != gst.FlowReturn.OK:
-                problem = _bus_error(gst, pipeline, 0.0) or f"flow {flow.value_nick}"
+            if flow != Gst.FlowReturn.OK:
+                problem = _bus_error(pipeline, 0.0) or f"flow {flow.value_nick}"
                 raise EncodeError(f"{path}: encoding failed at frame {count}: {problem}")
             count += 1
         source.emit("end-of-stream")
-        problem = _bus_error(gst, pipeline, timeout_s)
+        problem = _bus_error(pipeline, timeout_s)
         if problem is not None:
             raise EncodeError(f"{path}: encoding failed: {problem}")
     finally:
-        pipeline.set_state(gst.State.NULL)
+        pipeline.set_state(Gst.State.NULL)
     log.debug("encoded %d frames of %dx%d into %s", count, width, height, path)
     return count
 
@@ -121,14 +105,6 @@ def encode_h264(
 def _chain(first: np.ndarray, rest: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
     yield first
     yield from rest
-
-
-def _packed(frame: np.ndarray, stride: int) -> bytes:
-    """Frame bytes with each row padded to `stride` bytes, as GStreamer lays out RGB."""
-    rows = np.ascontiguousarray(frame).reshape(frame.shape[0], -1)
-    if rows.shape[1] != stride:
-        rows = np.pad(rows, ((0, 0), (0, stride - rows.shape[1])))
-    return rows.tobytes()
 
 
 def count_frames(path: str | Path, timeout_s: float = EOS_TIMEOUT_S) -> tuple[int, int, int]:
@@ -143,8 +119,8 @@ def count_frames(path: str | Path, timeout_s: float = EOS_TIMEOUT_S) -> tuple[in
     path = Path(path).resolve()
     if not path.is_file():
         raise EncodeError(f"{path}: no such file")
-    gst = _gst()
-    pipeline = gst.parse_launch(
+    init()
+    pipeline = Gst.parse_launch(
         "uridecodebin name=decode ! video/x-raw "
         "! fakesink name=sink sync=false signal-handoffs=true"
     )
@@ -159,12 +135,12 @@ def count_frames(path: str | Path, timeout_s: float = EOS_TIMEOUT_S) -> tuple[in
 
     pipeline.get_by_name("sink").connect("handoff", handoff)
     try:
-        if pipeline.set_state(gst.State.PLAYING) == gst.StateChangeReturn.FAILURE:
+        if pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
             raise EncodeError(f"{path}: the decoding pipeline would not start")
-        problem = _bus_error(gst, pipeline, timeout_s)
+        problem = _bus_error(pipeline, timeout_s)
         if problem is not None:
             raise EncodeError(f"{path}: decoding failed: {problem}")
     finally:
-        pipeline.set_state(gst.State.NULL)
+        pipeline.set_state(Gst.State.NULL)
     width, height = seen["size"]
     return seen["frames"], width, height

@@ -1,4 +1,5 @@
-"""Small GStreamer helpers: lazy init, parse/launch, bounded bus waits, caps strings.
+"""The GStreamer helpers of every package that touches video: lazy init, parse/launch, bounded bus
+waits, error text, caps strings.
 
 GStreamer is initialised on first use (`init`), never at import. Every wait on the bus is bounded
 by a timeout; bus errors become `GstError` with a one-line message naming the element.
@@ -99,6 +100,12 @@ def error_text(message: Gst.Message) -> str:
     return f"{source}: {error.message}"
 
 
+def pending_error(pipeline: Gst.Pipeline) -> str | None:
+    """The first ERROR waiting on `pipeline`'s bus as one line (`error_text`), or None; no wait."""
+    message = pipeline.get_bus().pop_filtered(Gst.MessageType.ERROR)
+    return None if message is None else error_text(message)
+
+
 _STREAM = "gst-stream-error-quark"
 _RESOURCE = "gst-resource-error-quark"
 _CORE = "gst-core-error-quark"
@@ -194,21 +201,25 @@ def post_error(element: Gst.Element, text: str, debug: str | None = None) -> Non
     element.post_message(Gst.Message.new_error(element, error, debug or text))
 
 
+def wait_eos(pipeline: Gst.Pipeline, timeout_s: float) -> Gst.Message | None:
+    """The EOS or ERROR message that ends a playing `pipeline`, or None when neither comes within
+    `timeout_s` seconds (0 only looks at what is waiting)."""
+    return pipeline.get_bus().timed_pop_filtered(
+        int(timeout_s * NS_PER_S), Gst.MessageType.EOS | Gst.MessageType.ERROR
+    )
+
+
 def run_until_eos(pipeline: Gst.Pipeline, timeout_s: float) -> None:
     """Play `pipeline` until end of stream; always leaves it in NULL.
 
     Raises:
         GstError: an element posts an error, or no EOS comes within `timeout_s` seconds.
     """
-    bus = pipeline.get_bus()
     try:
         if pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
-            message = bus.pop_filtered(Gst.MessageType.ERROR)
-            detail = error_text(message) if message is not None else "state change failed"
+            detail = pending_error(pipeline) or "state change failed"
             raise GstError(f"cannot start pipeline: {detail}")
-        message = bus.timed_pop_filtered(
-            int(timeout_s * NS_PER_S), Gst.MessageType.EOS | Gst.MessageType.ERROR
-        )
+        message = wait_eos(pipeline, timeout_s)
         if message is None:
             raise GstError(f"no end of stream within {timeout_s:g} s")
         if message.type == Gst.MessageType.ERROR:
