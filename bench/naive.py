@@ -4,8 +4,9 @@ One video after another: decode with a plain ``appsink`` loop, then for every fr
 detector, the pose estimator, the part detector and (when a clip is due) the CSN ensemble, in
 turn, one frame at a time, on the same networks and engine as the pipeline (the parsing core's
 stage classes, loaded with `parsing.networks.load_network`, no micro-batcher, no GStreamer
-elements, no events). At the end of each video the whole-video decision is taken from evenly
-spread clips, as the pipeline's offline mode does.
+elements, no events). The clip windows slide and decide as the pipeline's do
+(`parsing.clip_stream.ClipWindowing`), over whole frames. At the end of each video the whole-video
+decision is taken from evenly spread clips, as the pipeline's offline mode does.
 
 The time spent inside the stage calls is the *stage-only* (model) time of those frames, which
 the suite compares with the pipeline's end-to-end time (the glue overhead).
@@ -21,7 +22,8 @@ from pathlib import Path
 import gi
 import numpy as np
 
-from parsing.clip_parser import ClipEnsemble, ClipWindow, average
+from parsing.clip_parser import ClipEnsemble
+from parsing.clip_stream import ClipWindowing
 from parsing.frame_parser import PartDetector, PersonDetector, PoseEstimator, humans
 from parsing.networks import Network, load_network
 from parsing.settings import NetworkSettings, ParserSettings
@@ -103,16 +105,22 @@ class NaiveParser:
     """The four stages called directly, one frame at a time, timing each call."""
 
     def __init__(self, settings: ParserSettings) -> None:
-        self.settings = settings
         self.networks: list[Network] = []
         person = self._load(settings.person)
         pose = self._load(settings.pose)
         parts = self._load(settings.parts)
-        clip = [self._load(network) for network in settings.clip.networks]
+        clip = settings.clip
+        csns = [self._load(network) for network in clip.networks]
         self.person = PersonDetector(person, settings.person)
         self.pose = PoseEstimator(pose, settings.pose)
         self.parts = PartDetector(parts, settings.parts)
-        self.ensemble = ClipEnsemble(clip, [n.head_weights for n in settings.clip.networks])
+        self.windowing = ClipWindowing(
+            ClipEnsemble(csns, [n.head_weights for n in clip.networks]),
+            hop=clip.hop,
+            frame_stride=clip.frame_stride,
+            average_clips=clip.average_clips,
+            final_clips=clip.average_clips,
+        )
 
     def _load(self, settings: NetworkSettings) -> Network:
         network = load_network(settings)
@@ -126,16 +134,7 @@ class NaiveParser:
 
     def parse_video(self, path: Path, times: NaiveTimes) -> None:
         """Parse every frame of `path`, adding its frames and seconds to `times`."""
-        clip = self.settings.clip
-        window = ClipWindow(
-            self.ensemble.clip_len,
-            self.ensemble.crop_size,
-            short_side=self.ensemble.short_side,
-            frame_stride=clip.frame_stride or self.ensemble.frame_stride,
-            hop=clip.hop,
-            average_clips=clip.average_clips,
-            keep_all=True,
-        )
+        window = self.windowing.window()
         started = time.perf_counter()
         for index, frame_rgb in enumerate(decode_frames(path)):
             frame_s = 0.0
@@ -151,15 +150,13 @@ class NaiveParser:
             tick = time.perf_counter()
             due = window.push(index, frame_rgb)
             if due is not None:
-                window.add(self.ensemble(due[None])[0])
+                self.windowing.decide(window, due)
             frame_s += self._add(times, "clip", tick)
             times.per_frame_model_s.append(frame_s)
             times.frames += 1
         times.wall_s += time.perf_counter() - started
         tick = time.perf_counter()
-        clips = window.finish(clip.average_clips)
-        if clips is not None:
-            average(self.ensemble(clips))
+        self.windowing.whole(window)
         times.final_clip_s += time.perf_counter() - tick
 
     @staticmethod

@@ -5,7 +5,8 @@ when a clip is due the CSN ensemble classifies it and the causal running average
 `average-clips` decisions gives the action and the state of each part type. The frame's final
 `FrameResult` carries the latest decision. At end-of-stream, with `final-clips > 0`, the whole
 stream is classified once more from clips spread evenly over it (the report's 7-clip test
-protocol) and that decision is posted for the publisher.
+protocol) and that decision is posted for the publisher. The method is
+`parsing.clip_stream.ClipStream`; this element feeds it frames and files its results.
 """
 
 from __future__ import annotations
@@ -16,19 +17,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from parsing.clip_parser import ClipEnsemble, ClipParser, ClipWindow, Decision, average
-from parsing.inputs import person_clip_crops
-from parsing.results import ClipResult, FrameResult, HumanResult, PartResult
+from parsing.clip_parser import ClipEnsemble
+from parsing.clip_stream import ClipStream, ClipWindowing
+from parsing.results import FrameResult, HumanResult
 from parsing.settings import ClipNetworkSettings
-from parsing.tracker import IouTracker
 from plugins import board
 from plugins.element import ElementSpec, FrameContext, Prop
 from plugins.parts import HUMANS
 from plugins.pool import default_pool
 from tps.labels import PriorTable
-from tps.vocabulary import part_type
 
 CLIP = "clip"
 """Side-table key: the `ClipResult`s decided at this frame (stream-wide and per track)."""
@@ -36,34 +33,12 @@ FRAME = "frame"
 """Side-table key: the frame's final `FrameResult`, with part states."""
 
 
-def with_states(
-    humans: Sequence[HumanResult], clip: ClipResult | None, track_ids: Sequence[int | None]
-) -> tuple[HumanResult, ...]:
-    """Humans whose parts carry the state of their part type from `clip` (if any)."""
-    results = []
-    for human, track_id in zip(humans, track_ids, strict=True):
-        parts = human.parts
-        if clip is not None:
-            parts = {
-                name: PartResult(
-                    part.box,
-                    part.score,
-                    clip.part_states[part_type(name)].state,
-                    clip.part_states[part_type(name)].score,
-                )
-                for name, part in human.parts.items()
-            }
-        results.append(HumanResult(human.box, human.score, human.keypoints, parts, track_id))
-    return tuple(results)
-
-
 class ClipStage:
-    """Windows, decisions and the frame results of one stream.
+    """Feeds a stream's frames to its `ClipStream` and files what comes back in the side table.
 
     Args:
         settings: the CSN networks and their per-head weights.
-        hop, frame_stride, average_clips: window settings (see `ClipWindow`).
-        final_clips: clips of the whole-stream decision at end-of-stream; 0 disables it.
+        hop, frame_stride, average_clips, final_clips: window settings (see `ClipWindowing`).
         prior: prior table JSON; given, part states come from it instead of the part heads.
         track: also classify per person (IoU tracks, crops around the person).
     """
@@ -82,8 +57,7 @@ class ClipStage:
         self.settings = list(settings)
         self.hop, self.frame_stride, self.average_clips = hop, frame_stride, average_clips
         self.final_clips, self.prior_path, self.track = final_clips, prior, track
-        self.parser: ClipParser | None = None
-        self.stream = ""
+        self.clips: ClipStream | None = None
 
     @classmethod
     def from_properties(cls, values: Mapping[str, Any]) -> ClipStage:
@@ -111,136 +85,41 @@ class ClipStage:
         pool = default_pool()
         networks = [pool.get(settings) for settings in self.settings]
         ensemble = ClipEnsemble(networks, [s.head_weights for s in self.settings])
-        prior = PriorTable.load(self.prior_path) if self.prior_path else None
-        self.parser = ClipParser(ensemble, prior)
-        self.per_person = self.track or ensemble.clips == "person"
-        keep_all = self.final_clips > 0
-        self.window = None if self.per_person else self._window(keep_all=keep_all)
-        self.latest: ClipResult | None = None
-        self.tracker = IouTracker()
-        self.track_windows: dict[int, ClipWindow] = {}
-        self.track_decisions: dict[int, Decision] = {}
-        self.track_latest: dict[int, ClipResult] = {}
-        self.ended_windows: list[ClipWindow] = []
-
-    def _window(self, keep_all: bool = False, short_side: int | None = None) -> ClipWindow:
-        ensemble = self.parser.ensemble
-        return ClipWindow(
-            ensemble.clip_len,
-            ensemble.crop_size,
-            short_side=short_side or ensemble.short_side,
-            frame_stride=self.frame_stride or ensemble.frame_stride,
+        windowing = ClipWindowing(
+            ensemble,
             hop=self.hop,
+            frame_stride=self.frame_stride,
             average_clips=self.average_clips,
-            keep_all=keep_all,
+            final_clips=self.final_clips,
         )
-
-    def _result(self, decision: Decision, start: int, end: int, track_id: int | None = None):
-        result = self.parser.result(decision, self.stream, start, end, time.time_ns())
-        if track_id is None:
-            return result
-        return ClipResult(**{**_fields(result), "track_id": track_id})
-
-    def _decide(self, window: ClipWindow, clip: np.ndarray) -> Decision:
-        """Classify one clip; the window's causal running average of its decisions."""
-        return window.add(self.parser.ensemble(clip[None])[0])
+        prior = PriorTable.load(self.prior_path) if self.prior_path else None
+        self.clips = ClipStream(windowing, prior, track=self.track)
 
     def process(self, frame: FrameContext) -> None:
-        if frame.record is None or self.parser is None:
+        if frame.record is None or self.clips is None:
             return
-        self.stream = frame.stream
-        index = frame.record.frame_index
         humans: tuple[HumanResult, ...] = frame.record.results.get(HUMANS, ())
-        decided: list[ClipResult] = []
-        if self.per_person:
-            track_ids, per_human = self._tracks(frame, index, humans, decided)
-        else:
-            clip = self.window.push(index, frame.rgb)
-            if clip is not None:
-                decision = self._decide(self.window, clip)
-                self.latest = self._result(decision, self.window.window_start(), index)
-                decided.append(self.latest)
-            track_ids, per_human = [None] * len(humans), [self.latest] * len(humans)
-        states = [
-            with_states((human,), clip_result, (track_id,))[0]
-            for human, clip_result, track_id in zip(humans, per_human, track_ids, strict=True)
-        ]
-        frame.record.results[CLIP] = tuple(decided)
+        parsed = self.clips.push(frame.stream, frame.record.frame_index, frame.rgb, humans)
+        frame.record.results[CLIP] = parsed.decided
         frame.record.results[FRAME] = FrameResult(
             stream=frame.stream,
-            frame_index=index,
+            frame_index=frame.record.frame_index,
             pts_ns=frame.pts_ns,
             wall_ns=time.time_ns(),
             width=frame.width,
             height=frame.height,
-            humans=tuple(states),
-            latest_clip=self.latest,
+            humans=parsed.humans,
+            latest_clip=parsed.latest,
         )
-
-    def _tracks(
-        self,
-        frame: FrameContext,
-        index: int,
-        humans: Sequence[HumanResult],
-        decided: list[ClipResult],
-    ) -> tuple[list[int | None], list[ClipResult | None]]:
-        """Per-person clips: track, crop, classify; the stream's decision averages the tracks."""
-        boxes = np.array([human.box for human in humans], dtype=np.float32).reshape(-1, 4)
-        ids = self.tracker.update(boxes)
-        live = {track.track_id for track in self.tracker.tracks}
-        for gone in set(self.track_windows) - live:
-            window = self.track_windows.pop(gone)
-            if window.all_frames:
-                self.ended_windows.append(window)
-            self.track_decisions.pop(gone, None)
-            self.track_latest.pop(gone, None)
-        size = self.parser.ensemble.crop_size
-        crops = person_clip_crops(frame.rgb, boxes, size) if len(boxes) else []
-        for track_id, crop in zip(ids, crops, strict=True):
-            window = self.track_windows.get(track_id)
-            if window is None:
-                window = self._window(keep_all=self.final_clips > 0, short_side=size)
-                self.track_windows[track_id] = window
-            clip = window.push(index, crop)
-            if clip is not None:
-                decision = self._decide(window, clip)
-                self.track_decisions[track_id] = decision
-                self.track_latest[track_id] = self._result(
-                    decision, window.window_start(), index, track_id
-                )
-                decided.append(self.track_latest[track_id])
-        if decided:
-            start = min(result.start_frame for result in decided)
-            self.latest = self._result(average(list(self.track_decisions.values())), start, index)
-            decided.append(self.latest)
-        return list(ids), [self.track_latest.get(track_id, self.latest) for track_id in ids]
 
     def finish(self) -> None:
-        """End of stream: post the whole-stream decision from evenly spread clips."""
-        if self.parser is None or self.final_clips <= 0:
-            return
-        windows = (
-            [*self.ended_windows, *self.track_windows.values()]
-            if self.per_person
-            else [self.window]
-        )
-        decisions = []
-        for window in windows:
-            clips = window.finish(self.final_clips)
-            if clips is not None:
-                decisions.append(average(self.parser.ensemble(clips)))
-        if not decisions:
-            return
-        first = min(window.first_index or 0 for window in windows if window.first_index is not None)
-        last = max(window.last_index for window in windows)
-        board.post(self.stream, self._result(average(decisions), first, last))
+        """End of stream: post the whole-stream decision for the publisher."""
+        result = None if self.clips is None else self.clips.finish()
+        if result is not None:
+            board.post(result.stream, result)
 
     def stop(self) -> None:
-        self.parser = None
-
-
-def _fields(result: ClipResult) -> dict[str, Any]:
-    return {name: getattr(result, name) for name in result.__slots__}
+        self.clips = None
 
 
 CLIP_ELEMENT = ElementSpec(
