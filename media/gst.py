@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from fractions import Fraction
+from pathlib import Path
 
 import gi
 
@@ -176,11 +177,11 @@ def _elements(bin_: Gst.Bin) -> list[Gst.Element]:
             return elements
 
 
-def demuxer_error_lost(pipeline: Gst.Bin) -> bool:
-    """Whether a decodebin has exposed no stream while the demuxer it plugged in has stopped.
+def stalled_demuxer(pipeline: Gst.Bin) -> str | None:
+    """The factory of a demuxer that has stopped while its decodebin exposed no stream, or None.
 
     decodebin swallows an error that its demuxer posts while decodebin is still setting that
-    demuxer up (GStreamer 1.22; a cut MP4 meets it in about 1 start in 12): no error reaches the
+    demuxer up (GStreamer 1.22; a cut MP4, in some runs at every start): no error reaches the
     bus and the pipeline waits for ever. A demuxer also stops for a moment at the end of a short
     file before decodebin exposes its streams, so a caller waits for this state to last.
     """
@@ -188,11 +189,25 @@ def demuxer_error_lost(pipeline: Gst.Bin) -> bool:
         if _factory_name(element) != "decodebin" or element.numsrcpads:
             continue
         for child in _elements(element):
-            if _factory_name(child) != "typefind" and any(
+            name = _factory_name(child)
+            if name != "typefind" and any(
                 pad.get_task_state() == Gst.TaskState.PAUSED for pad in child.sinkpads
             ):
-                return True
-    return False
+                return name
+    return None
+
+
+def demuxer_error(path: Path, factory: str, timeout_s: float) -> Gst.Message | None:
+    """The error demuxer `factory` posts on file `path` when it runs alone, outside decodebin:
+    the error decodebin lost (`stalled_demuxer`). None when it ends or says nothing in time."""
+    pipeline = parse_launch(f"filesrc location={quote(str(path))} ! {factory} ! fakesink")
+    pipeline.set_state(Gst.State.PLAYING)
+    wanted = Gst.MessageType.ERROR | Gst.MessageType.EOS
+    try:
+        message = pipeline.get_bus().timed_pop_filtered(int(timeout_s * NS_PER_S), wanted)
+    finally:
+        pipeline.set_state(Gst.State.NULL)
+    return message if message is not None and message.type == Gst.MessageType.ERROR else None
 
 
 def post_error(element: Gst.Element, text: str, debug: str | None = None) -> None:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from media.gst import NS_PER_S, demuxer_error_lost, failure_text
+from media.gst import NS_PER_S, demuxer_error, failure_text, stalled_demuxer
 from models.registry import ModelError
 from parsing.events import Event
 from parsing.results import FINAL_STATES, StreamStatus
@@ -28,7 +28,7 @@ from pipeline.graph import StreamGraph, build_stream
 from pipeline.metrics import Metrics, MetricsServer, parse_address
 from pipeline.recorder import Recorder
 from pipeline.settings import PipelineConfig
-from pipeline.sources import parse_source
+from pipeline.sources import FileSource, ImageSource, parse_source
 from plugins.element import register_elements
 from plugins.frames import default_table
 from plugins.hooks import Hooks, install
@@ -46,10 +46,10 @@ STOP_GRACE_S = 10.0
 """After SIGINT/SIGTERM, how long streams get to flush before they are torn down."""
 PROGRESS_EVERY_S = 5.0
 LOST_ERROR_S = 1.0
-"""How long a decodebin must sit with its demuxer stopped and no stream before its error is
-taken as lost (`demuxer_error_lost`)."""
-LOST_ERROR_RESTARTS = 2
-"""Fresh starts of a stream whose error was lost, to read it, before it fails without it."""
+"""How long a decodebin must sit with its demuxer stopped and no stream before the demuxer's
+error is taken as lost (`stalled_demuxer`)."""
+PROBE_TIMEOUT_S = 10.0
+"""Longest wait for a demuxer run alone to tell the error decodebin lost."""
 
 
 @dataclass
@@ -105,7 +105,6 @@ class _Slot:
     """When the running attempt started (monotonic s), for the start timeout."""
     stalled_since: float | None = None
     """Since when the running attempt's demuxer error has looked lost."""
-    lost_errors: int = 0
 
 
 @dataclass
@@ -446,8 +445,8 @@ class Runner:
                     log.info("%s", self.progress[slot.stream].line(slot.stream))
 
     def _check_starts(self, sink: EventSink, running: list[_Slot], now: float) -> None:
-        """Streams still starting: one whose demuxer error was lost starts afresh, where the error
-        shows; one not playing after `start_timeout_s` fails (a source that opens but never
+        """Streams still starting: one whose demuxer error decodebin lost fails with that error,
+        read again; one not playing after `start_timeout_s` fails (a source that opens but never
         delivers a frame, such as a camera that sends nothing, would hold the run for ever)."""
         timeout = self.config.start_timeout_s
         for slot in running:
@@ -456,24 +455,22 @@ class Runner:
                 continue
             if now - slot.started_at > timeout:
                 self._fail(sink, slot, f"{graph.uri}: did not start playing within {timeout:g} s")
-            elif not demuxer_error_lost(graph.pipeline):
+            elif (demuxer := stalled_demuxer(graph.pipeline)) is None:
                 slot.stalled_since = None
             elif slot.stalled_since is None:
                 slot.stalled_since = now
             elif now - slot.stalled_since > LOST_ERROR_S:
-                self._start_again(sink, slot)
+                slot.stalled_since = None
+                self._fail(sink, slot, self._lost_error(graph, demuxer))
 
-    def _start_again(self, sink: EventSink, slot: _Slot) -> None:
-        uri = slot.graph.uri if slot.graph is not None else ""
-        slot.stalled_since = None
-        if slot.lost_errors >= LOST_ERROR_RESTARTS:
-            detail = f"{uri}: not a playable video (its demuxer stopped; GStreamer lost why)"
-            self._fail(sink, slot, detail)
-            return
-        self._teardown(slot)
-        slot.lost_errors += 1
-        slot.restart_at = time.monotonic()
-        log.info("stream %s: the decoder lost its demuxer's error; starting again", slot.stream)
+    def _lost_error(self, graph: StreamGraph, demuxer: str) -> str:
+        """The error decodebin lost, from the demuxer run alone on the file."""
+        spec = parse_source(graph.uri)
+        path = spec.path if isinstance(spec, FileSource | ImageSource) else None
+        message = None if path is None else demuxer_error(path, demuxer, PROBE_TIMEOUT_S)
+        if message is None:
+            return f"{graph.uri}: not a playable video (its {demuxer} stopped without a word)"
+        return self._failure(graph, message)
 
     def _sample_queues(self, running: list[_Slot]) -> None:
         """The queue depth gauges: frames waiting before the parser, frames being parsed."""
