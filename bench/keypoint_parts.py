@@ -43,8 +43,9 @@ from tps.formats import GtHuman
 from tps.scorer import inclusive_iou
 from tps.vocabulary import PARTS, part_type
 from training.data import Split
-from training.detector import load_frame_samples, mean_ap, person_samples, pose_keypoints
+from training.detection import load_frame_samples
 from training.metrics import AP50_IOU, average_precision
+from training.parts import mean_ap, person_samples, pose_keypoints
 
 GT_KEYPOINT_SCORE = 1.0
 """A ground-truth keypoint inside the frame (visible or occluded) is fully confident."""

@@ -11,7 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
-from training.detector import evaluate_parts, evaluate_person
+from training.parts import evaluate_parts
+from training.person import evaluate_person
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -60,8 +60,11 @@ class Persons:
     keypoints_xys: np.ndarray
 
 
-def _detect(network: Network, images: Sequence[np.ndarray], **decoding: float) -> list[Detections]:
-    """Letterbox images into a YOLOF network, run it once, decode per-image `Detections`."""
+def detect(network: Network, images: Sequence[np.ndarray], **decoding: float) -> list[Detections]:
+    """Letterbox images into a YOLOF network, run it once, decode per-image `Detections`.
+
+    Public so the training recipes validate their detectors through this very code.
+    """
     normalization = getattr(network.model, "normalization", IMAGENET_RGB)
     batch, metas = preprocess(list(images), network.input_hw, normalization)
     return _decode(network, network.run(batch.numpy()), metas, **decoding)
@@ -101,7 +104,7 @@ class PersonDetector:
 
     def __call__(self, frames_rgb: Sequence[np.ndarray]) -> list[Detections]:
         """(H, W, 3) uint8 RGB frames -> person detections per frame, in frame pixels."""
-        return _detect(
+        return detect(
             self.network,
             frames_rgb,
             score_thr=self.settings.score_threshold,
@@ -110,25 +113,33 @@ class PersonDetector:
         )
 
 
+def estimate_keypoints(
+    network: Network, crops: torch.Tensor, crop_boxes: np.ndarray, *, flip_test: bool
+) -> np.ndarray:
+    """(N, 3, h, w) 0..255 person crops -> (N, 17, 3) keypoints in frame pixels (HRNet).
+
+    With `flip_test`, the mirrored crops run in the same call and their heatmaps, mirrored back
+    with left and right swapped, are averaged in. Public so the training recipes measure their
+    pose networks through this very code.
+    """
+    normalization = getattr(network.model, "normalization", IMAGENET_RGB)
+    batch = normalize_batch(crops, normalization)
+    count = len(batch)
+    if flip_test:
+        batch = np.concatenate((batch, batch[..., ::-1]))  # 2N,3,h,w: originals, mirrored
+    heatmaps = torch.from_numpy(network.run(np.ascontiguousarray(batch))["output"])
+    if flip_test:
+        heatmaps = (heatmaps[:count] + unflip_heatmaps(heatmaps[count:])) / 2
+    keypoints_xy, scores = decode_heatmaps(heatmaps)
+    frame_xy = heatmaps_to_frame(keypoints_xy, crop_boxes, tuple(heatmaps.shape[-2:]))
+    return torch.cat((frame_xy, scores[..., None]), dim=-1).numpy()  # N,17,3
+
+
 class PoseEstimator:
     """Stage 2: top-down pose of each person (HRNet), then the box refined around the pose."""
 
     def __init__(self, network: Network, settings: PoseSettings) -> None:
         self.network, self.settings = network, settings
-
-    def keypoints(self, crops: torch.Tensor, crop_boxes: np.ndarray) -> np.ndarray:
-        """(N, 3, h, w) 0..255 person crops -> (N, 17, 3) keypoints in frame pixels."""
-        normalization = getattr(self.network.model, "normalization", IMAGENET_RGB)
-        batch = normalize_batch(crops, normalization)
-        count = len(batch)
-        if self.settings.flip_test:
-            batch = np.concatenate((batch, batch[..., ::-1]))  # 2N,3,h,w: originals, mirrored
-        heatmaps = torch.from_numpy(self.network.run(np.ascontiguousarray(batch))["output"])
-        if self.settings.flip_test:
-            heatmaps = (heatmaps[:count] + unflip_heatmaps(heatmaps[count:])) / 2
-        keypoints_xy, scores = decode_heatmaps(heatmaps)
-        frame_xy = heatmaps_to_frame(keypoints_xy, crop_boxes, tuple(heatmaps.shape[-2:]))
-        return torch.cat((frame_xy, scores[..., None]), dim=-1).numpy()  # N,17,3
 
     def __call__(
         self, frames_rgb: Sequence[np.ndarray], detections: Sequence[Detections]
@@ -144,7 +155,12 @@ class PoseEstimator:
                 crop_boxes.append(frame_boxes)
                 owners += [index] * len(found)
         keypoints = (
-            self.keypoints(torch.cat(crops), np.concatenate(crop_boxes))
+            estimate_keypoints(
+                self.network,
+                torch.cat(crops),
+                np.concatenate(crop_boxes),
+                flip_test=self.settings.flip_test,
+            )
             if owners
             else np.zeros((0, NUM_KEYPOINTS, 3), np.float32)
         )
@@ -318,7 +334,7 @@ class PartDetector:
             paint=self.settings.paint,
             min_keypoint_score=self.settings.paint_min_score,
         )
-        detections = _detect(
+        detections = detect(
             network,
             crops,
             score_thr=self.settings.score_threshold,

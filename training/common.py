@@ -30,7 +30,9 @@ from pydantic import DirectoryPath, Field
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from engines import create_engine
 from models import save_checkpoint
+from parsing.networks import Network
 from parsing.settings import Section
 
 log = logging.getLogger(__name__)
@@ -316,6 +318,24 @@ class Batches(Sized, Iterable[Any], Protocol):
 
 StepLoss = Callable[[nn.Module, Any], Mapping[str, Tensor]]
 Validate = Callable[[nn.Module], Mapping[str, float]]
+
+
+def parser_network(model: nn.Module, input_hw: tuple[int, int]) -> Network:
+    """`model` as the frame parser's `Network` (torch engine, CPU, fp32), so validation measures
+    it through the parser's own inference code rather than a copy of it.
+
+    The engine puts `model` in eval mode; the caller restores training mode.
+    """
+    engine = create_engine("torch", model)
+    return Network(
+        arch=type(model).__name__,
+        run=engine.run,
+        model=model,
+        input_shape=(3, *input_hw),
+        classes=[],
+        engine=engine,
+        metadata={},
+    )
 
 
 def _run_validation(model: nn.Module, validate: Validate) -> dict[str, float]:

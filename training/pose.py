@@ -8,8 +8,8 @@ visibility 0 (outside the frame) or whose Gaussian misses the heatmap get target
 loss is mmpose's `KeypointMSELoss` with target weights. Half the samples are mirrored: the crop
 flips, left and right keypoints swap (`models.hrnet.flip_indices`), x mirrors about the crop centre.
 
-Validation reports PCK@0.1: the share of keypoints with visibility > 0 whose prediction (flip test,
-`decode_heatmaps`, `heatmaps_to_frame`, as the frame parser decodes) lies within 0.1 x the longer
+Validation reports PCK@0.1: the share of keypoints with visibility > 0 whose prediction (the frame
+parser's own `parsing.frame_parser.estimate_keypoints`, flip test on) lies within 0.1 x the longer
 side of the GT person box; the crops come from un-jittered GT boxes (an oracle detector).
 """
 
@@ -28,14 +28,8 @@ from torch import Tensor, nn
 
 import models
 from models.detection import IMAGENET_RGB
-from models.hrnet import (
-    COCO_FLIP_PAIRS,
-    HEATMAP_STRIDE,
-    decode_heatmaps,
-    flip_indices,
-    heatmaps_to_frame,
-    predict_heatmaps,
-)
+from models.hrnet import COCO_FLIP_PAIRS, HEATMAP_STRIDE, flip_indices
+from parsing.frame_parser import estimate_keypoints
 from parsing.inputs import frame_tensor, normalize_batch, pose_crops
 from training.common import (
     Checkpointer,
@@ -43,6 +37,7 @@ from training.common import (
     TrainConfigBase,
     TrainError,
     fit,
+    parser_network,
     seed_everything,
 )
 from training.data import Split
@@ -368,23 +363,21 @@ def evaluate_pck(
     flip_test: bool = True,
     batch_size: int = 64,
 ) -> dict[str, float]:
-    """PCK of `model` on the GT-box crops of `samples`, decoded as the frame parser decodes.
+    """PCK of `model` on the GT-box crops of `samples`, run and decoded by the frame parser's
+    `estimate_keypoints` (the model is left in eval mode).
 
     Returns:
         {"pck": share of correct keypoints, "keypoints": keypoints counted}.
     """
-    model.eval()
+    network = parser_network(model, input_hw)
     hits = counted = 0
     for start in range(0, len(samples), batch_size):
         indices = np.arange(start, min(start + batch_size, len(samples)))
         boxes = samples.boxes_xyxy[indices]
         crops, crop_boxes = samples.crops(indices, boxes, input_hw)
-        batch = torch.from_numpy(normalize_batch(crops, IMAGENET_RGB))
-        heatmaps = predict_heatmaps(model, batch, flip_test=flip_test)
-        keypoints_xy, _ = decode_heatmaps(heatmaps)
-        frame_xy = heatmaps_to_frame(keypoints_xy, crop_boxes, tuple(heatmaps.shape[-2:]))
+        keypoints = estimate_keypoints(network, crops, crop_boxes, flip_test=flip_test)
         batch_hits, batch_counted = pck_hits(
-            frame_xy.numpy(), samples.keypoints_xyv[indices], boxes, threshold
+            keypoints[..., :2], samples.keypoints_xyv[indices], boxes, threshold
         )
         hits += batch_hits
         counted += batch_counted

@@ -13,7 +13,8 @@ from typing import Any
 
 from training.common import TrainConfigBase
 from training.csn import CsnConfig, train_csn
-from training.detector import PartsConfig, PersonConfig, train_parts, train_person
+from training.parts import PartsConfig, train_parts
+from training.person import PersonConfig, train_person
 from training.pose import PoseConfig, train_pose
 
 

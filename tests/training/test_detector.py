@@ -15,26 +15,31 @@ import models
 from cli.main import main
 from models.detection import letterbox
 from parsing.crops import crop_points_to_frame
+from parsing.frame_parser import PersonDetector
+from parsing.networks import load_network
+from parsing.settings import PersonSettings
 from tps.formats import GtHuman, GtPart
 from tps.synth.dataset import write_split
 from tps.vocabulary import PARTS
 from training.data import Split
-from training.detector import (
+from training.detection import (
+    EVAL_MAX_DETECTIONS,
+    EVAL_NMS_IOU,
+    EVAL_SCORE_THR,
+    detect,
+    detector_step_loss,
+    load_frame_samples,
+)
+from training.metrics import average_precision
+from training.parts import (
     PartBatches,
     PartsConfig,
-    PersonBatches,
-    PersonConfig,
-    detector_step_loss,
     evaluate_parts,
-    evaluate_person,
-    load_frame_samples,
     part_samples,
     part_targets,
     person_samples,
-    place_image,
-    train_person,
 )
-from training.metrics import average_precision
+from training.person import PersonBatches, PersonConfig, evaluate_person, place_image, train_person
 
 FRAME_HW = (120, 160)
 SMALL_PERSON_INPUT = (3, 64, 96)
@@ -82,6 +87,31 @@ def test_place_image_zoom_and_offset_move_and_clip_boxes() -> None:
     np.testing.assert_allclose(placed_boxes[1], [140, 90, 160, 120])
     _, gone = place_image(frame, boxes[:1], FRAME_HW, zoom=0.5, offset_xy=(200, 0))
     assert gone.shape == (0, 4)
+
+
+def test_training_detects_exactly_as_the_frame_parser(tmp_path: Path) -> None:
+    """Validation's boxes are the parser's: same checkpoint, same frames, same thresholds."""
+    torch.manual_seed(0)
+    model = models.build("yolof_tiny", num_classes=1)
+    with torch.no_grad():  # spread the scores away from the prior so boxes survive the threshold
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    weights = models.save_checkpoint(
+        model, tmp_path / "person.safetensors", "yolof_tiny", ["person"],
+        {"input_shape": list(SMALL_PERSON_INPUT)},
+    )  # fmt: skip
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+              for height, width in ((120, 160), (90, 200), (150, 100))]  # fmt: skip
+    settings = PersonSettings(weights=weights, score_threshold=EVAL_SCORE_THR,
+                              nms_iou=EVAL_NMS_IOU, max_persons=EVAL_MAX_DETECTIONS)  # fmt: skip
+    parsed = PersonDetector(load_network(settings), settings)(frames)
+    found = detect(model.eval(), frames, SMALL_PERSON_INPUT[1:])
+    assert sum(len(boxes) for boxes, _, _ in found) > 0
+    for (boxes, scores, labels), detections in zip(found, parsed, strict=True):
+        np.testing.assert_array_equal(boxes, detections.boxes_xyxy.numpy())
+        np.testing.assert_array_equal(scores, detections.scores.numpy())
+        np.testing.assert_array_equal(labels, detections.labels.numpy())
 
 
 def test_part_targets_invert_the_parsers_mapping_back_to_the_frame() -> None:
