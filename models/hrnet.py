@@ -415,25 +415,6 @@ def unflip_heatmaps(
     return shifted
 
 
-def predict_heatmaps(
-    model: nn.Module,
-    crops: torch.Tensor,
-    *,
-    flip_test: bool = True,
-    flip_pairs: Sequence[tuple[int, int]] = COCO_FLIP_PAIRS,
-) -> torch.Tensor:
-    """Run `model` on normalised crops N,3,H,W; with `flip_test`, average with the flipped pass.
-
-    Returns N,K,H/4,W/4 heatmaps (float, as the model gives them). Runs in inference mode.
-    """
-    with torch.inference_mode():
-        heatmaps = model(crops)
-        if flip_test:
-            flipped = model(crops.flip(-1))
-            heatmaps = (heatmaps + unflip_heatmaps(flipped, flip_pairs)) / 2
-    return heatmaps
-
-
 def decode_heatmaps(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Keypoint locations and scores from heatmaps (mmpose's classic decoding).
 

@@ -398,7 +398,8 @@ def score_videos(
     classify: ClipClassifier, videos: ClipVideos, config: CsnConfig, num_clips: int
 ) -> VideoScores:
     """Classify `num_clips` centre-cropped clips spread evenly over each source; average them
-    per source and the sources per video (`ClipStage.finish`'s whole-stream decision)."""
+    per source and the sources per video (the whole-stream decision of
+    `parsing.clip_stream.ClipStream.finish`)."""
     stride = config.frame_interval // config.cache_step
     owners = videos.video_of_sources()
     names = list(dict.fromkeys(owners))
