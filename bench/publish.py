@@ -6,7 +6,7 @@ every message; a run's rate is messages / (first send -> last message received).
 interleaved run by run:
 
 - ``raw``: a pyzmq XPUB socket sending the event's bytes, encoded once beforehand;
-- ``publisher``: `plugins.publisher.EventPublisher.publish` with the same bytes (our socket
+- ``publisher``: `transport.zmq.EventPublisher.publish` with the same bytes (our socket
   options, lock and counters);
 - ``sink``: `plugins.publish.EventSink.send` with the `FrameResult`, which numbers, builds and
   msgpack-encodes the event every time (what the ``tpspublish`` element does per frame).
@@ -27,8 +27,8 @@ from bench.common import median
 from parsing.events import EventSequencer, encode
 from parsing.results import ClipResult, FrameResult, HumanResult, PartResult, PartState
 from plugins.publish import EventSink
-from plugins.publisher import EventPublisher
 from tps.vocabulary import PART_TYPES, PARTS
+from transport.zmq import EventPublisher
 
 HUMANS = 3
 STREAM = "bench"

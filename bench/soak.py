@@ -46,7 +46,7 @@ from pipeline.metrics import NAMESPACE  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
 from pipeline.settings import PipelineConfig  # noqa: E402
 from plugins.frames import default_table  # noqa: E402
-from plugins.publisher import EventSubscriber  # noqa: E402
+from transport.zmq import EventSubscriber  # noqa: E402
 
 log = logging.getLogger("bench.soak")
 

@@ -34,9 +34,9 @@ from pipeline.metrics import MetricsError
 from pipeline.recorder import RecordError
 from pipeline.shard import ShardError
 from pipeline.sources import SourceError
-from plugins.publisher import PublisherError
 from tps.formats import FormatError
 from tps.synth import SynthError
+from transport.zmq import PublisherError
 
 COMMANDS = (
     run, predict, subscribe, record, eval, eval_pose, baseline, synth, train, ap, ship, models,

@@ -14,8 +14,8 @@ import sys
 
 from cli.subscribe import add_connection_arguments, curve_options
 from pipeline.recorder import STATE_SOURCES, Recorder
-from plugins.publisher import EventSubscriber
 from tps.formats import write_pred
+from transport.zmq import EventSubscriber
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from plugins.publisher import CurveKeys, EventSubscriber, load_public_key
+from transport.zmq import CurveKeys, EventSubscriber, load_public_key
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:

@@ -44,7 +44,7 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from parsing.events import EVENT_TYPES
 from pipeline.metrics import NAMESPACE, StreamHealth
-from plugins.publisher import SUBSCRIBE_FLAG, PublisherError, parse_endpoint
+from transport.zmq import SUBSCRIBE_FLAG, PublisherError, parse_endpoint
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from pipeline.config import (
 )
 from pipeline.metrics import MetricsSettings
 from pipeline.sources import SourceError, parse_source
-from plugins.publisher import CurveKeys, load_public_key
+from transport.zmq import CurveKeys, load_public_key
 
 Mode = Literal["live", "offline"]
 

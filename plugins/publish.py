@@ -26,7 +26,7 @@ from plugins.frames import FrameTable, default_table
 from plugins.hooks import hooks
 from plugins.parts import HUMANS
 from plugins.pool import default_pool
-from plugins.publisher import DEFAULT_HWM, EventPublisher
+from transport.zmq import DEFAULT_HWM, EventPublisher
 
 log = logging.getLogger(__name__)
 

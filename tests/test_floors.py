@@ -17,6 +17,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("bench",),  # benchmarks and measurements, run by the CLI or as scripts
     ("pipeline",),  # config, sources, graph builder, runner, metrics, broker
     ("plugins", "training"),  # GStreamer elements | training recipes
+    ("transport",),  # the event stream's ZeroMQ publisher and subscriber (uses parsing's codec)
     ("parsing",),  # the method: frame and clip parsing, results, events
     (
         "models",

@@ -25,9 +25,9 @@ import zmq
 from cli.main import main
 from media.gst import init
 from pipeline.runner import Runner
-from plugins.publisher import EventSubscriber
 from tests.pipeline.test_runner import by_stream, make_config, run_with_subscriber
 from tps.synth.encode import encode_h264
+from transport.zmq import EventSubscriber
 
 from gi.repository import Gst  # isort: skip  (media.gst has required the version)
 

@@ -22,8 +22,8 @@ from parsing.results import (
     PartState,
     StreamStatus,
 )
-from plugins.publisher import EventPublisher
 from tps.vocabulary import PART_TYPES
+from transport.zmq import EventPublisher
 
 formats = pytest.importorskip("tps.formats")
 

@@ -16,8 +16,8 @@ import yaml
 
 from cli.run import ENDLESS_SYNTH, warn_endless
 from pipeline.sources import iterate_frames
-from plugins.publisher import EventSubscriber
 from tests.pipeline.test_runner import by_stream, make_config, run_with_subscriber
+from transport.zmq import EventSubscriber
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 60.0

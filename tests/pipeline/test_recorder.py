@@ -24,9 +24,9 @@ from parsing.results import (
     StreamStatus,
 )
 from pipeline.recorder import Recorder
-from plugins.publisher import EventPublisher
 from tps.formats import read_pred
 from tps.vocabulary import PART_TYPES, frame_key
+from transport.zmq import EventPublisher
 
 WAIT_S = 5.0
 FRAMES = 20  # annotated: 0, 5, 10, 15

@@ -15,8 +15,8 @@ import yaml
 from pipeline.runner import Runner
 from pipeline.sources import iterate_frames
 from plugins.frames import default_table
-from plugins.publisher import EventSubscriber
 from tests.pipeline.test_runner import by_stream, free_endpoint, make_config, run_with_subscriber
+from transport.zmq import EventSubscriber
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER = Path(__file__).with_name("rtsp_serve.py")

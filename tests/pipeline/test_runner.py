@@ -18,9 +18,9 @@ from pipeline.recorder import Recorder
 from pipeline.runner import Runner, StreamProgress
 from pipeline.settings import PipelineConfig
 from pipeline.sources import iterate_frames
-from plugins.publisher import EventSubscriber
 from tps.formats import read_pred, write_pred
 from tps.synth.dataset import write_split
+from transport.zmq import EventSubscriber
 
 SUBSCRIBE_TIMEOUT_S = 120.0
 

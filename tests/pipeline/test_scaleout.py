@@ -38,7 +38,7 @@ from pipeline.config import validate
 from pipeline.metrics import MetricsServer
 from pipeline.settings import PipelineConfig
 from pipeline.shard import Shard, ShardError, select_sources, shard_of
-from plugins.publisher import EventPublisher, EventSubscriber
+from transport.zmq import EventPublisher, EventSubscriber
 
 REPO = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"

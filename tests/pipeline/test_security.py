@@ -18,7 +18,8 @@ from pipeline.broker import Broker, BrokerCurve
 from pipeline.metrics import MetricsSettings, parse_address
 from pipeline.runner import Runner
 from pipeline.settings import PublishSettings
-from plugins.publisher import (
+from tests.pipeline.test_runner import free_endpoint, make_config
+from transport.zmq import (
     CurveKeys,
     EventPublisher,
     EventSubscriber,
@@ -26,7 +27,6 @@ from plugins.publisher import (
     load_public_key,
     parse_endpoint,
 )
-from tests.pipeline.test_runner import free_endpoint, make_config
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq built without CURVE")
 

@@ -18,7 +18,7 @@ from plugins.overlay import OverlayStage
 from plugins.parts import HUMANS, PartStage
 from plugins.person import DETECTIONS, PersonStage
 from plugins.pose import PERSONS, PoseStage
-from plugins.publisher import EventSubscriber
+from transport.zmq import EventSubscriber
 
 WIDTH, HEIGHT = 160, 120
 

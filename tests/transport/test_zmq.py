@@ -10,7 +10,8 @@ import zmq
 
 from parsing.events import EventSequencer, encode, validate
 from parsing.results import StreamStatus
-from plugins.publisher import (
+from tests.parsing.test_events import make_clip, make_frame
+from transport.zmq import (
     CurveKeys,
     Endpoint,
     EventPublisher,
@@ -18,7 +19,6 @@ from plugins.publisher import (
     PublisherError,
     parse_endpoint,
 )
-from tests.parsing.test_events import make_clip, make_frame
 
 ANY_PORT = "tcp://127.0.0.1:*"
 RECEIVE_TIMEOUT_S = 5.0
