@@ -2,8 +2,9 @@
 
 The runner owns what the streams share: the network pool (one micro-batcher per network), the
 event sink (one ZeroMQ socket), the metrics, and the recorder that turns the events into the
-Kinetics-TPS prediction files. Each stream runs in its own GStreamer pipeline; a stream that fails
-publishes an ``error`` status and stops while the others go on. The run ends when every stream
+Kinetics-TPS prediction files. Each stream runs in its own GStreamer pipeline, its life (start,
+reconnects, end) a `pipeline.supervision.SupervisedStream` that this loop drives; a stream that
+fails publishes an ``error`` status and stops while the others go on. The run ends when every stream
 has ended, or on SIGINT/SIGTERM, which send end-of-stream to every stream so that everything
 already parsed is still published and written.
 """
@@ -11,32 +12,29 @@ already parsed is still published and written.
 from __future__ import annotations
 
 import logging
-import random
 import signal
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-from media.gst import NS_PER_S, demuxer_error, failure_text, stalled_demuxer
+from media.gst import NS_PER_S
 from models.registry import ModelError
 from parsing.events import Event
 from parsing.results import FINAL_STATES, StreamStatus
-from pipeline.graph import StreamGraph, build_stream
 from pipeline.metrics import Metrics, MetricsServer, parse_address
 from pipeline.recorder import Recorder
 from pipeline.settings import PipelineConfig
-from pipeline.sources import FileSource, ImageSource, parse_source
+from pipeline.supervision import StreamContext, SupervisedStream
 from plugins.element import register_elements
 from plugins.frames import default_table
 from plugins.hooks import Hooks, install
 from plugins.pool import NetworkPool, configure_default_pool
 from plugins.publish import EventSink, close_sink, open_sink
 from tps.formats import Prediction, write_pred
-
-from gi.repository import Gst  # isort: skip  (media.gst has required the version)
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +43,6 @@ POLL_S = 0.05
 STOP_GRACE_S = 10.0
 """After SIGINT/SIGTERM, how long streams get to flush before they are torn down."""
 PROGRESS_EVERY_S = 5.0
-LOST_ERROR_S = 1.0
-"""How long a decodebin must sit with its demuxer stopped and no stream before the demuxer's
-error is taken as lost (`stalled_demuxer`)."""
-PROBE_TIMEOUT_S = 10.0
-"""Longest wait for a demuxer run alone to tell the error decodebin lost."""
 
 
 @dataclass
@@ -80,31 +73,6 @@ ROLE_ARCHS: dict[str, tuple[str, ...]] = {
     "clip": ("ir_csn", "ip_csn"),
 }
 """The architecture families (registry name prefixes) each parser role runs."""
-
-LIVE_KINDS = ("rtsp", "v4l2")
-"""Source kinds that reconnect: their end or failure is usually the network's or the camera's."""
-
-
-@dataclass
-class _Slot:
-    """One stream's place in the supervision loop."""
-
-    index: int
-    stream: str
-    live: bool
-    loop: bool
-    graph: StreamGraph | None = None
-    started: bool = False
-    done: bool = False
-    attempts: int = 0
-    restarts: int = 0
-    restart_at: float | None = None
-    first_index: int = 0
-    """The frame number the running attempt started at: frames since tell whether it played."""
-    started_at: float = 0.0
-    """When the running attempt started (monotonic s), for the start timeout."""
-    stalled_since: float | None = None
-    """Since when the running attempt's demuxer error has looked lost."""
 
 
 @dataclass
@@ -301,204 +269,69 @@ class Runner:
     def _recorded(self) -> bool:
         return any(progress.frames for progress in self.progress.values())
 
-    def _start(self, sink: EventSink, endpoint: str, slot: _Slot) -> bool:
-        """Build and start a stream; False when it failed (its statuses say how)."""
-        stream = slot.stream
-        self._status(sink, stream, "starting", self.config.sources[slot.index].uri)
-        slot.first_index = self.frames_in[stream]
-        slot.started_at = time.monotonic()
-        try:
-            graph = build_stream(self.config, slot.index, endpoint, slot.first_index, slot.restarts)
-        except Exception as error:  # a stream that cannot be built fails alone
-            self._fail(sink, slot, str(error))
-            return False
-        log.info("%s", graph.description)
-        queue = graph.queue
-        if queue is not None and self.config.mode == "live":
-            queue.connect("overrun", lambda _queue, s=stream: self.metrics.frame_dropped(s))
-        slot.graph = graph
-        if graph.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
-            message = graph.pipeline.get_bus().pop_filtered(Gst.MessageType.ERROR)
-            self._fail(sink, slot, self._failure(graph, message))
-            return False
-        return True
-
-    @staticmethod
-    def _failure(graph: StreamGraph, message: Gst.Message | None) -> str:
-        """An error of a stream as one line that names its source the way the user gave it."""
-        return f"{graph.uri}: {'cannot start' if message is None else failure_text(message)}"
-
-    def _teardown(self, slot: _Slot) -> None:
-        """Stop the running attempt; keep its annotated video only if a frame went into it."""
-        graph, slot.graph = slot.graph, None
-        if graph is None:
-            return
-        graph.pipeline.set_state(Gst.State.NULL)
-        if graph.video_path is None:
-            return
-        if self.frames_in[slot.stream] > slot.first_index:
-            self.video_paths.setdefault(slot.stream, []).append(graph.video_path)
-        else:  # the muxer made the file on starting: an empty one is no video
-            graph.video_path.unlink(missing_ok=True)
-
-    def _fail(self, sink: EventSink, slot: _Slot, detail: str) -> None:
-        """An error: a live source retries after a back-off, anything else ends for good."""
-        self._teardown(slot)
-        if self._may_retry(slot):
-            self._retry(sink, slot, detail)
-            return
-        self._status(sink, slot.stream, "error", detail)
-        # a final status for subscribers; the stream's state stays "error"
-        sink.send(StreamStatus(slot.stream, "stopped", "after the error", time.time_ns()))
-        slot.done = True
-
-    def _may_retry(self, slot: _Slot) -> bool:
-        """A live source retries until it has used `max_attempts` retries in a row."""
-        most = self.config.reconnect.max_attempts
-        return slot.live and not self._stop.is_set() and (most is None or slot.attempts < most)
-
-    def _retry(self, sink: EventSink, slot: _Slot, detail: str) -> None:
-        settings = self.config.reconnect
-        delay = min(settings.max_delay_s, settings.initial_delay_s * 2**slot.attempts)
-        delay *= 1 + settings.jitter * random.uniform(-1, 1)
-        slot.attempts += 1
-        slot.restarts += 1
-        slot.restart_at = time.monotonic() + delay
-        self.metrics.reconnect(slot.stream)
-        log.warning("stream %s: %s; retry %d in %.1f s", slot.stream, detail, slot.attempts, delay)
-        self._status(sink, slot.stream, "reconnecting", f"{detail}; retry in {delay:.1f} s")
-
-    def _ended(self, sink: EventSink, slot: _Slot) -> None:
-        """End of stream: a looping file starts again, a live source reconnects, else eos."""
-        self._teardown(slot)
-        if self._stop.is_set():
-            self._status(sink, slot.stream, "stopped", "stopped on request")
-            slot.done = True
-        elif slot.loop:
-            slot.restarts += 1
-            slot.restart_at = time.monotonic()
-        elif self._may_retry(slot):
-            self._retry(sink, slot, f"{self.config.sources[slot.index].uri}: the source ended")
-        else:
-            self._status(sink, slot.stream, "eos", "end of stream")
-            slot.done = True
-
     def _supervise(self, sink: EventSink, endpoint: str) -> None:
         """Start streams (at most `concurrent_streams` at once), watch their buses, end them."""
+        context = StreamContext(
+            self.config,
+            endpoint,
+            sink,
+            self.metrics,
+            self._stop,
+            partial(self._status, sink),
+            self.frames_in,
+            self.video_paths,
+        )
         slots = [
-            _Slot(index, stream, parse_source(source.uri).kind in LIVE_KINDS, source.loop)
-            for index, (stream, source) in enumerate(
-                zip(self.streams, self.config.sources, strict=True)
-            )
+            SupervisedStream(index, stream, context) for index, stream in enumerate(self.streams)
         ]
         try:
-            self._watch(sink, endpoint, slots)
+            self._watch(slots)
         finally:  # an exception on the way (an interrupt) must leave no pipeline running
             for slot in slots:
-                self._teardown(slot)
+                slot.teardown()
 
-    def _watch(self, sink: EventSink, endpoint: str, slots: list[_Slot]) -> None:
+    def _start(self, slot: SupervisedStream) -> bool:
+        """Start (or restart) one stream: every start the loop makes goes through here."""
+        return slot.start()
+
+    def _watch(self, slots: list[SupervisedStream]) -> None:
         """The supervision loop, until every stream is done or the stop grace has run out."""
         limit = self.config.concurrent_streams or len(slots)
         stop_deadline: float | None = None
         next_progress = time.monotonic() + PROGRESS_EVERY_S
-        wanted = Gst.MessageType.EOS | Gst.MessageType.ERROR | Gst.MessageType.STATE_CHANGED
+        table = default_table()
         while not all(slot.done for slot in slots):
             now = time.monotonic()
             busy = sum(1 for slot in slots if slot.started and not slot.done)
             for slot in slots:
-                if slot.done or slot.graph is not None or self._stop.is_set():
+                if slot.done or slot.running or self._stop.is_set():
                     continue
                 if not slot.started and busy < limit:
-                    slot.started = True
                     busy += 1
-                    self._start(sink, endpoint, slot)
-                elif slot.started and slot.restart_at is not None and now >= slot.restart_at:
-                    slot.restart_at = None
-                    self._start(sink, endpoint, slot)
+                    self._start(slot)
+                elif slot.restart_due(now):
+                    self._start(slot)
             if self._stop.is_set() and stop_deadline is None:
                 stop_deadline = now + STOP_GRACE_S
                 log.info("stopping: flushing the running streams")
                 for slot in slots:
-                    if slot.graph is not None:
-                        slot.graph.pipeline.send_event(Gst.Event.new_eos())
-                    elif not slot.done:
-                        self._status(sink, slot.stream, "stopped", "stopped on request")
-                        slot.done = True
+                    slot.flush()
             if stop_deadline is not None and now > stop_deadline:
                 for slot in slots:
-                    if not slot.done:
-                        self._teardown(slot)
-                        self._status(sink, slot.stream, "stopped", "did not flush in time")
-                        slot.done = True
+                    slot.abandon()
                 break
-            running = [slot for slot in slots if slot.graph is not None]
+            running = [slot for slot in slots if slot.running]
             if not running:
                 time.sleep(POLL_S)  # only back-off timers are pending
             for slot in running:
-                self._poll(sink, slot, wanted, int(POLL_S * NS_PER_S / len(running)))
-            self._check_starts(sink, running, now)
-            self._sample_queues(running)
+                slot.poll(int(POLL_S * NS_PER_S / len(running)))
+            for slot in running:
+                slot.check_start(now)
+                slot.sample_queues(table)
             if now >= next_progress:
                 next_progress += PROGRESS_EVERY_S
                 for slot in running:
                     log.info("%s", self.progress[slot.stream].line(slot.stream))
-
-    def _check_starts(self, sink: EventSink, running: list[_Slot], now: float) -> None:
-        """Streams still starting: one whose demuxer error decodebin lost fails with that error,
-        read again; one not playing after `start_timeout_s` fails (a source that opens but never
-        delivers a frame, such as a camera that sends nothing, would hold the run for ever)."""
-        timeout = self.config.start_timeout_s
-        for slot in running:
-            graph = slot.graph
-            if graph is None or self.states[slot.stream] != "starting":
-                continue
-            if now - slot.started_at > timeout:
-                self._fail(sink, slot, f"{graph.uri}: did not start playing within {timeout:g} s")
-            elif (demuxer := stalled_demuxer(graph.pipeline)) is None:
-                slot.stalled_since = None
-            elif slot.stalled_since is None:
-                slot.stalled_since = now
-            elif now - slot.stalled_since > LOST_ERROR_S:
-                slot.stalled_since = None
-                self._fail(sink, slot, self._lost_error(graph, demuxer))
-
-    def _lost_error(self, graph: StreamGraph, demuxer: str) -> str:
-        """The error decodebin lost, from the demuxer run alone on the file."""
-        spec = parse_source(graph.uri)
-        path = spec.path if isinstance(spec, FileSource | ImageSource) else None
-        message = None if path is None else demuxer_error(path, demuxer, PROBE_TIMEOUT_S)
-        if message is None:
-            return f"{graph.uri}: not a playable video (its {demuxer} stopped without a word)"
-        return self._failure(graph, message)
-
-    def _sample_queues(self, running: list[_Slot]) -> None:
-        """The queue depth gauges: frames waiting before the parser, frames being parsed."""
-        table = default_table()
-        for slot in running:
-            if slot.graph is None:
-                continue
-            queue = slot.graph.queue
-            if queue is not None:
-                waiting = queue.get_property("current-level-buffers")
-                self.metrics.queue_depth(slot.stream, "parser", waiting)
-            self.metrics.queue_depth(slot.stream, "in_flight", table.in_flight(slot.stream))
-
-    def _poll(self, sink: EventSink, slot: _Slot, wanted: Gst.MessageType, wait_ns: int) -> None:
-        graph = slot.graph
-        message = graph.pipeline.get_bus().timed_pop_filtered(wait_ns, wanted)
-        if message is None:
-            return
-        if message.type == Gst.MessageType.STATE_CHANGED:
-            if message.src == graph.pipeline:
-                _, new, _ = message.parse_state_changed()
-                if new == Gst.State.PLAYING and self.states[slot.stream] == "starting":
-                    slot.attempts = 0
-                    self._status(sink, slot.stream, "playing", graph.uri)
-        elif message.type == Gst.MessageType.EOS:
-            self._ended(sink, slot)
-        else:
-            self._fail(sink, slot, self._failure(graph, message))
 
     @contextmanager
     def _signals(self) -> Iterator[None]:

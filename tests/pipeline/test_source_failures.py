@@ -29,10 +29,10 @@ from media.gst import (
     run_until_eos,
     stalled_demuxer,
 )
-from pipeline import runner as runner_module
-from pipeline.runner import Runner, _Slot
+from pipeline import supervision
+from pipeline.runner import Runner
 from pipeline.settings import PipelineConfig
-from plugins.publish import EventSink
+from pipeline.supervision import SupervisedStream
 from tests.pipeline.test_bad_inputs import make_bad_files, write_config
 from tests.pipeline.test_reliability import free_port
 from tests.pipeline.test_runner import free_endpoint, make_config
@@ -142,7 +142,7 @@ def test_rtsp_path_not_served_and_refused_port_name_the_url(
     config = make_config(
         random_weights, sources, tmp_path / "out", reconnect=reconnect, publish=publish
     )
-    with caplog.at_level(logging.WARNING, logger="pipeline.runner"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.supervision"):
         report = run_to_end(config).report
     assert report.states == {"nope": "error", "refused": "error"}
     assert report.errors["nope"] == f"{nope}: not found (Not Found (404))"
@@ -239,7 +239,7 @@ def test_a_stream_whose_demuxer_error_is_lost_fails_alone(
     """The lost error cannot be made to happen at will, so the check is forced on a source that
     never starts: the stream fails with what is known long before the start timeout, alone."""
     monkeypatch.setattr(
-        runner_module,
+        supervision,
         "stalled_demuxer",
         lambda pipeline: "rtph264depay" if pipeline.get_name() == "hung" else None,
     )
@@ -313,7 +313,7 @@ class RestartingRunner(Runner):
         self.count_at = count_at
         self.objects: dict[int, int] = {}
 
-    def _start(self, sink: EventSink, endpoint: str, slot: _Slot) -> bool:
+    def _start(self, slot: SupervisedStream) -> bool:
         if slot.restarts in self.count_at:  # between attempts: no pipeline is running
             gc.collect()  # log records are left out: pytest keeps every one it captures
             objects = gc.get_objects()
@@ -322,7 +322,7 @@ class RestartingRunner(Runner):
             )
         if slot.restarts >= self.last:
             self.stop()
-        return super()._start(sink, endpoint, slot)
+        return super()._start(slot)
 
 
 def restarting_config(random_weights, url: str, out: Path | None) -> PipelineConfig:
