@@ -41,7 +41,6 @@ from pathlib import Path
 import numpy as np
 
 from tps.formats import GroundTruth, GtHuman, GtPart, write_gt
-from tps.synth.encode import encode_h264
 from tps.synth.errors import SynthParamError
 from tps.synth.motions import SYNTH_ACTIONS, unit_hash
 from tps.synth.preview import Shown, write_preview
@@ -167,6 +166,8 @@ def write_split(
     started = time.perf_counter()
     labels: dict[str, str] = {}
     parts: dict[str, dict[str, list[GtHuman]]] = {}
+    from tps.synth.encode import encode_h264  # GStreamer loads only once videos are written
+
     keypoints: dict[str, object] = {}
     sheet: list[tuple[str, list[Shown]]] = []
     annotated = 0
