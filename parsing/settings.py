@@ -118,11 +118,8 @@ class ClipSettings(Section):
     networks: tuple[ClipNetworkSettings, ...] = Field(
         min_length=1, description="CSN networks whose probabilities are averaged per head"
     )
-    clip_len: int | None = Field(
-        None, ge=1, description="frames per clip (default: the network's input length)"
-    )
-    frame_stride: int | None = Field(
-        None, ge=1, description="take every n-th frame into a clip (default: as trained)"
+    frame_stride: int = Field(
+        0, ge=0, description="take every n-th frame into a clip (0: as the networks were trained)"
     )
     hop: int = Field(16, ge=1, description="frames between two clip decisions")
     average_clips: int = Field(7, ge=1, description="decisions averaged, causally (report: 7)")
@@ -132,6 +129,11 @@ class ClipSettings(Section):
         " off: the prior table's most frequent state for the predicted action",
     )
     prior: Path | None = Field(None, description="prior table JSON, needed when part_labels off")
+    track: bool = Field(
+        False,
+        description="classify per person (IoU tracks, clips cropped around each person) even if"
+        " the networks were trained on whole frames; those trained on person clips always are",
+    )
 
 
 class ParserSettings(Section):

@@ -9,7 +9,6 @@ stops alone while the others go on; the networks are shared through the process-
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +18,11 @@ gi.require_version("Gst", "1.0")
 from gi.repository import GLib, Gst  # noqa: E402
 
 from media.gst import GstError, init, quote  # noqa: E402
-from parsing.settings import NetworkSettings, ParserSettings  # noqa: E402
+from parsing.settings import ParserSettings  # noqa: E402
 from pipeline.annotated import IMAGE_SUFFIX, VIDEO_SUFFIX, annotated_chain  # noqa: E402
 from pipeline.settings import PipelineConfig  # noqa: E402
 from pipeline.sources import FileSource, ImageSource, build_source, parse_source  # noqa: E402
+from plugins.settings_props import launch_properties  # noqa: E402
 
 OFFLINE_QUEUE_FRAMES = 4
 """Offline mode decouples decoding from parsing with this many frames (lossless: it blocks)."""
@@ -48,43 +48,14 @@ class StreamGraph:
         return self.pipeline.get_by_name(f"{self.stream}_{PARSER_QUEUE}")
 
 
-def _network(settings: NetworkSettings) -> str:
-    weights = "" if settings.weights is None else f"weights={quote(str(settings.weights))} "
-    return (
-        f"{weights}engine={settings.engine}"
-        f" device={settings.device} precision={settings.precision} threads={settings.threads}"
-    )
-
-
-def _bool(value: bool) -> str:
-    return "true" if value else "false"
-
-
 def parser_chain(parser: ParserSettings, final_clips: int) -> list[str]:
-    """The parser's elements as gst-launch fragments, in order (no clip element without clip)."""
-    person, pose, parts, clip = parser.person, parser.pose, parser.parts, parser.clip
-    frame_stages = [
-        f"tpsperson {_network(person)} score-threshold={person.score_threshold}"
-        f" nms-iou={person.nms_iou} max-persons={person.max_persons}"
-        f" input-long-side={person.input_long_side}",
-        f"tpspose {_network(pose)} flip-test={_bool(pose.flip_test)}"
-        f" min-keypoint-score={pose.min_keypoint_score}"
-        f" refine-boxes={_bool(pose.refine_person_boxes)}",
-        f"tpsparts {_network(parts)} mode={parts.mode} paint={_bool(parts.paint)}"
-        f" paint-min-score={parts.paint_min_score} score-threshold={parts.score_threshold}"
-        f" keypoint-min-score={parts.keypoint_min_score} fallback-score={parts.fallback_score}",
-    ]
-    if clip is None:
-        return frame_stages
-    weights = ",".join(str(network.weights) for network in clip.networks)
-    head_weights = json.dumps([network.head_weights for network in clip.networks])
-    return [
-        *frame_stages,
-        f"tpsclip weights={quote(weights)} engine={clip.networks[0].engine}"
-        f" head-weights={quote(head_weights)} hop={clip.hop} frame-stride={clip.frame_stride or 0}"
-        f" average-clips={clip.average_clips} final-clips={final_clips}"
-        + (f" prior={quote(str(clip.prior))}" if not clip.part_labels and clip.prior else ""),
-    ]
+    """The parser's elements as gst-launch fragments, in order (no clip element without clip);
+    each element's properties are its settings, rendered by the helper it derives them with."""
+    stages = [("tpsperson", parser.person), ("tpspose", parser.pose), ("tpsparts", parser.parts)]
+    chain = [f"{element} {launch_properties(settings)}" for element, settings in stages]
+    if parser.clip is None:
+        return chain
+    return [*chain, f"tpsclip {launch_properties(parser.clip)} final-clips={final_clips}"]
 
 
 def build_stream(

@@ -11,16 +11,14 @@ protocol) and that decision is posted for the publisher. The method is
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from parsing.clip_parser import ClipEnsemble
 from parsing.clip_stream import ClipStream, ClipWindowing
 from parsing.results import FrameResult, HumanResult
-from parsing.settings import ClipNetworkSettings
+from parsing.settings import ClipSettings
 from plugins import board
 from plugins.element import ElementSpec, FrameContext, Prop
 from plugins.parts import HUMANS
@@ -37,63 +35,35 @@ class ClipStage:
     """Feeds a stream's frames to its `ClipStream` and files what comes back in the side table.
 
     Args:
-        settings: the CSN networks and their per-head weights.
-        hop, frame_stride, average_clips, final_clips: window settings (see `ClipWindowing`).
-        prior: prior table JSON; given, part states come from it instead of the part heads.
-        track: also classify per person (IoU tracks, crops around the person).
+        settings: the CSN networks (each loaded with its own settings), windows and decision.
+        final_clips: clips of the whole-stream decision at end-of-stream (0: none); the graph
+            sets it by mode, so it is the element's own property, not a setting.
     """
 
-    def __init__(
-        self,
-        settings: Sequence[ClipNetworkSettings],
-        *,
-        hop: int,
-        frame_stride: int,
-        average_clips: int,
-        final_clips: int,
-        prior: Path | None,
-        track: bool,
-    ) -> None:
-        self.settings = list(settings)
-        self.hop, self.frame_stride, self.average_clips = hop, frame_stride, average_clips
-        self.final_clips, self.prior_path, self.track = final_clips, prior, track
+    def __init__(self, settings: ClipSettings, final_clips: int) -> None:
+        self.settings = settings
+        self.final_clips = final_clips
         self.clips: ClipStream | None = None
 
     @classmethod
     def from_properties(cls, values: Mapping[str, Any]) -> ClipStage:
-        weights = [Path(path) for path in str(values["weights"]).split(",") if path]
-        head_weights = json.loads(values["head_weights"] or "[]") or [{}] * len(weights)
-        if len(head_weights) != len(weights):
-            raise ValueError(
-                f"head-weights has {len(head_weights)} entries, weights has {len(weights)}"
-            )
-        networks = [
-            ClipNetworkSettings(weights=path, engine=values["engine"], head_weights=per_head)
-            for path, per_head in zip(weights, head_weights, strict=True)
-        ]
-        return cls(
-            networks,
-            hop=values["hop"],
-            frame_stride=values["frame_stride"],
-            average_clips=values["average_clips"],
-            final_clips=values["final_clips"],
-            prior=Path(values["prior"]) if values["prior"] else None,
-            track=values["track"],
-        )
+        return cls(CLIP_ELEMENT.settings_from(values), values["final_clips"])
 
     def start(self) -> None:
-        pool = default_pool()
-        networks = [pool.get(settings) for settings in self.settings]
-        ensemble = ClipEnsemble(networks, [s.head_weights for s in self.settings])
+        settings, pool = self.settings, default_pool()
+        networks = [pool.get(network) for network in settings.networks]
+        ensemble = ClipEnsemble(networks, [network.head_weights for network in settings.networks])
         windowing = ClipWindowing(
             ensemble,
-            hop=self.hop,
-            frame_stride=self.frame_stride,
-            average_clips=self.average_clips,
+            hop=settings.hop,
+            frame_stride=settings.frame_stride,
+            average_clips=settings.average_clips,
             final_clips=self.final_clips,
         )
-        prior = PriorTable.load(self.prior_path) if self.prior_path else None
-        self.clips = ClipStream(windowing, prior, track=self.track)
+        # the prior table gives the states only when the part labels do not
+        prior_path = None if settings.part_labels else settings.prior
+        prior = PriorTable.load(prior_path) if prior_path else None
+        self.clips = ClipStream(windowing, prior, track=settings.track)
 
     def process(self, frame: FrameContext) -> None:
         if frame.record is None or self.clips is None:
@@ -126,29 +96,10 @@ CLIP_ELEMENT = ElementSpec(
     name="tpsclip",
     summary="Buffer clips, classify them with the CSN heads, attach part states to every frame",
     stage_factory=ClipStage.from_properties,
+    settings=ClipSettings,
     properties=(
-        Prop("weights", str, None, "Comma-separated CSN checkpoints (the ensemble)", required=True),
-        Prop("engine", str, "torch", "Backend: torch, onnxruntime or tensorrt"),
-        Prop(
-            "head-weights",
-            str,
-            "",
-            'JSON list, one {head: weight} per network, e.g. [{"video": 7}]',
-        ),
-        Prop("hop", int, 16, "Frames between two clip decisions", minimum=1),
-        Prop(
-            "frame-stride", int, 0, "Take every n-th frame (0: as the CSN was trained)", minimum=0
-        ),
-        Prop("average-clips", int, 7, "Decisions averaged causally", minimum=1),
         Prop(
             "final-clips", int, 7, "Clips of the whole-stream decision at EOS (0: none)", minimum=0
         ),
-        Prop("prior", str, "", "Prior table JSON: states from it instead of the part heads"),
-        Prop(
-            "track",
-            bool,
-            False,
-            "Classify per person (IoU tracks; automatic for CSNs trained on person clips)",
-        ),  # fmt: skip
     ),
 )

@@ -1,15 +1,15 @@
 """The base of our Python GStreamer elements: a thin adapter around a plain Python stage.
 
-An element is declared, not written: an `ElementSpec` names it, lists its properties once (from
-which ``__gproperties__``, ``do_get_property`` and ``do_set_property`` are derived) and gives a
-factory for its `Stage`. The stage holds all the logic and is driven by tests without GStreamer
-(Savant's pyfunc split)::
+An element is declared, not written: an `ElementSpec` names it, names the settings model whose
+fields are its properties and lists any properties of its own (from which ``__gproperties__``,
+``do_get_property`` and ``do_set_property`` are derived), and gives a factory for its `Stage`. The
+stage holds all the logic and is driven by tests without GStreamer (Savant's pyfunc split)::
 
     PERSON = ElementSpec(
         name="tpsperson",
         summary="Detect persons on RGB frames",
-        properties=(Prop("checkpoint", str, None, "YOLOF checkpoint path", required=True),),
-        stage_factory=lambda props: PersonStage(props["checkpoint"]),
+        settings=PersonSettings,  # score_threshold: float -> score-threshold, ...
+        stage_factory=lambda values: PersonStage(PERSON.settings_from(values)),
     )
 
 `make_element_class(spec)` builds the `GstBase.BaseTransform` subclass (in place, RGB in and out);
@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import gi
 import numpy as np
@@ -48,6 +48,14 @@ from media.frames import map_rgb  # noqa: E402
 from media.gst import init  # noqa: E402
 from plugins.frames import FrameRecord, default_table  # noqa: E402
 from plugins.hooks import hooks  # noqa: E402
+from plugins.settings_props import (  # noqa: E402
+    PROP_TYPES,
+    Prop,
+    PropValue,
+    SettingsT,
+    settings_from_values,
+    settings_props,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +131,6 @@ class Stage(Protocol):
         """Release resources; called when the element stops, also after a failure."""
 
 
-PropValue = str | int | float | bool | None
 _T = TypeVar("_T")
 _ErrorCode = Gst.CoreError | Gst.LibraryError | Gst.StreamError
 _ERROR_DOMAINS: dict[type, str] = {
@@ -135,65 +142,19 @@ _ERROR_DOMAINS: dict[type, str] = {
 StageFactory = Callable[[Mapping[str, Any]], Stage]
 
 _NAME = re.compile(r"[a-z][a-z0-9-]*")
-_INT_RANGE = (-(2**31), 2**31 - 1)
-_FLOAT_RANGE = (-1.0e300, 1.0e300)
-_GTYPES: dict[type, GObject.GType] = {
-    str: GObject.TYPE_STRING,
-    int: GObject.TYPE_INT,
-    float: GObject.TYPE_DOUBLE,
-    bool: GObject.TYPE_BOOLEAN,
-}
 
 
 @dataclass(frozen=True, slots=True)
-class Prop:
-    """One element property, declared once.
-
-    Attributes:
-        name: property name as written in a launch line (``[a-z][a-z0-9-]*``); the stage factory
-            receives it with ``-`` turned into ``_``.
-        type: str, int, float or bool.
-        default: default value (None only for str).
-        blurb: one line for gst-inspect.
-        required: must be set (a non-empty string) before the element leaves READY.
-        minimum: lower bound for int and float.
-        maximum: upper bound for int and float.
-    """
-
-    name: str
-    type: type
-    default: PropValue
-    blurb: str
-    required: bool = False
-    minimum: float | None = None
-    maximum: float | None = None
-
-    @property
-    def key(self) -> str:
-        """The name as a Python identifier."""
-        return self.name.replace("-", "_")
-
-    def gproperty(self) -> tuple:
-        """The ``__gproperties__`` entry of this property."""
-        gtype = _GTYPES[self.type]
-        flags = GObject.ParamFlags.READWRITE
-        if self.type in (int, float):
-            low, high = _INT_RANGE if self.type is int else _FLOAT_RANGE
-            low = low if self.minimum is None else self.type(self.minimum)
-            high = high if self.maximum is None else self.type(self.maximum)
-            return (gtype, self.name, self.blurb, low, high, self.default, flags)
-        return (gtype, self.name, self.blurb, self.default, flags)
-
-
-@dataclass(frozen=True, slots=True)
-class ElementSpec:
+class ElementSpec(Generic[SettingsT]):
     """Everything that distinguishes one of our elements.
 
     Attributes:
         name: factory name (``tps...``), also the GType name's stem.
         summary: one-line description for gst-inspect.
         stage_factory: builds the stage from the property values (keys are `Prop.key`).
-        properties: the element's properties.
+        settings: the settings model whose fields are properties (`settings_props`), which the
+            stage factory turns back into the model with `settings_from`.
+        properties: the element's own properties, beyond its settings (e.g. a stream name).
         writable: the stage draws on `FrameContext.rgb` (the buffer is made writable, which may
             copy it); otherwise the element runs in passthrough and the view is read-only.
         announces_stream: the element owns a ``stream`` property and sends it downstream as the
@@ -206,12 +167,13 @@ class ElementSpec:
     name: str
     summary: str
     stage_factory: StageFactory
+    settings: type[SettingsT] | None = None
     properties: tuple[Prop, ...] = ()
     writable: bool = False
     announces_stream: bool = False
 
     def __post_init__(self) -> None:
-        names = [prop.name for prop in self.properties]
+        names = [prop.name for prop in self.all_properties]
         for name in [self.name, *names]:
             if not _NAME.fullmatch(name):
                 raise ElementError(
@@ -220,13 +182,29 @@ class ElementSpec:
         if len(set(names)) != len(names):
             raise ElementError(f"element {self.name!r}: duplicate property names in {names}")
         for prop in self.properties:
-            if prop.type not in _GTYPES:
+            if prop.type not in PROP_TYPES:
                 raise ElementError(
                     f"element {self.name!r}: property {prop.name!r} has type"
                     f" {prop.type.__name__}, expected one of str, int, float, bool"
                 )
         if self.announces_stream and "stream" not in names:
             raise ElementError(f"element {self.name!r} announces its stream but has no 'stream'")
+
+    @property
+    def all_properties(self) -> tuple[Prop, ...]:
+        """The settings' properties, then the element's own."""
+        derived = () if self.settings is None else settings_props(self.settings)
+        return (*derived, *self.properties)
+
+    def settings_from(self, values: Mapping[str, Any]) -> SettingsT:
+        """The settings object from the property values (keys `Prop.key`).
+
+        Raises:
+            ValueError: the values make no valid settings, in one line naming the element.
+        """
+        if self.settings is None:
+            raise ElementError(f"element {self.name!r} has no settings model")
+        return settings_from_values(self.settings, values, self.name)
 
 
 def stream_event(stream: str) -> Gst.Event:
@@ -263,7 +241,8 @@ class _ElementMethods:
     spec: ElementSpec
 
     def _setup(self) -> None:
-        self._values: dict[str, PropValue] = {p.name: p.default for p in self.spec.properties}
+        props = self.spec.all_properties
+        self._values: dict[str, PropValue] = {p.name: p.default for p in props}
         self._stage: Stage | None = None
         self._video: GstVideo.VideoInfo | None = None
         self._stream = ""
@@ -281,14 +260,15 @@ class _ElementMethods:
 
     # -- lifecycle -------------------------------------------------------------------------
     def do_start(self) -> bool:
-        missing = [p.name for p in self.spec.properties if p.required and not self._values[p.name]]
+        props = self.spec.all_properties
+        missing = [p.name for p in props if p.required and not self._values[p.name]]
         if missing:
             return self._fail(
                 Gst.LibraryError.SETTINGS,
                 f"required properties not set: {', '.join(missing)}",
                 False,
             )
-        values = {p.key: self._values[p.name] for p in self.spec.properties}
+        values = {p.key: self._values[p.name] for p in props}
         try:
             self._stage = self.spec.stage_factory(values)
             self._stage.start()
@@ -399,7 +379,7 @@ def make_element_class(spec: ElementSpec) -> type:
             "__gtype_name__": type_name,
             "__gstmetadata__": (spec.name, ELEMENT_KLASS, spec.summary, ELEMENT_AUTHOR),
             "__gsttemplates__": _pad_templates(),
-            "__gproperties__": {prop.name: prop.gproperty() for prop in spec.properties},
+            "__gproperties__": {prop.name: prop.gproperty() for prop in spec.all_properties},
             "__init__": __init__,
             "spec": spec,
         }

@@ -10,15 +10,11 @@ decision).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
-from typing import Any, get_args
-
-from pydantic import ValidationError
+from typing import Any
 
 from parsing.frame_parser import PartDetector, humans
-from parsing.settings import PartMode, PartSettings
-from plugins.element import ElementSpec, FrameContext, Prop
-from plugins.network_props import NETWORK_PROPS, network_fields
+from parsing.settings import PartSettings
+from plugins.element import ElementSpec, FrameContext
 from plugins.pool import default_pool
 from plugins.pose import PERSONS
 
@@ -41,20 +37,7 @@ class PartStage:
             ValueError: the properties do not make valid settings (e.g. a detecting mode
                 without weights), in one line.
         """
-        try:
-            settings = PartSettings(
-                **network_fields(values),
-                mode=values["mode"],
-                paint=values["paint"],
-                paint_min_score=values["paint_min_score"],
-                score_threshold=values["score_threshold"],
-                keypoint_min_score=values["keypoint_min_score"],
-                fallback_score=values["fallback_score"],
-            )
-        except ValidationError as error:
-            problems = "; ".join(str(problem["msg"]) for problem in error.errors())
-            raise ValueError(f"tpsparts: {problems}") from error
-        return cls(settings)
+        return cls(PARTS.settings_from(values))
 
     def start(self) -> None:
         self.detector = PartDetector.load(self.settings, default_pool().get)
@@ -73,41 +56,9 @@ class PartStage:
         self.detector = None
 
 
-_DEFAULT = {name: field.default for name, field in PartSettings.model_fields.items()}
-_SCORE = {"minimum": 0, "maximum": 1}
-
 PARTS = ElementSpec(
     name="tpsparts",
     summary="The top-1 box per body part: detected on the painted crop, or from the keypoints",
     stage_factory=PartStage.from_properties,
-    properties=(
-        *(
-            replace(prop, required=False) if prop.name == "weights" else prop
-            for prop in NETWORK_PROPS
-        ),
-        Prop("mode", str, _DEFAULT["mode"], f"Part boxes from: {', '.join(get_args(PartMode))}"),
-        Prop("paint", bool, _DEFAULT["paint"], "Draw keypoints as coloured dots on the crop"),
-        Prop(
-            "paint-min-score",
-            float,
-            _DEFAULT["paint_min_score"],
-            "Keypoints painted from this score",
-            **_SCORE,
-        ),
-        Prop("score-threshold", float, _DEFAULT["score_threshold"], "Minimum part score", **_SCORE),
-        Prop(
-            "keypoint-min-score",
-            float,
-            _DEFAULT["keypoint_min_score"],
-            "keypoints, fallback: keypoints used from this score",
-            **_SCORE,
-        ),
-        Prop(
-            "fallback-score",
-            float,
-            _DEFAULT["fallback_score"],
-            "fallback: detector boxes below this score give way to keypoint boxes",
-            **_SCORE,
-        ),
-    ),
+    settings=PartSettings,
 )

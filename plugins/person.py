@@ -12,8 +12,7 @@ from typing import Any
 
 from parsing.frame_parser import AnyPersonDetector, person_detector
 from parsing.settings import PersonSettings
-from plugins.element import ElementSpec, FrameContext, Prop
-from plugins.network_props import NETWORK_PROPS, network_fields
+from plugins.element import ElementSpec, FrameContext
 from plugins.pool import default_pool
 
 DETECTIONS = "detections"
@@ -29,15 +28,7 @@ class PersonStage:
 
     @classmethod
     def from_properties(cls, values: Mapping[str, Any]) -> PersonStage:
-        return cls(
-            PersonSettings(
-                **network_fields(values),
-                score_threshold=values["score_threshold"],
-                nms_iou=values["nms_iou"],
-                max_persons=values["max_persons"],
-                input_long_side=values["input_long_side"],
-            )
-        )
+        return cls(PERSON.settings_from(values))
 
     def start(self) -> None:
         self.detector = person_detector(default_pool().get(self.settings), self.settings)
@@ -57,17 +48,5 @@ PERSON = ElementSpec(
     name="tpsperson",
     summary="Detect persons (YOLOF or MoveNet MultiPose) on RGB frames",
     stage_factory=PersonStage.from_properties,
-    properties=(
-        *NETWORK_PROPS,
-        Prop("score-threshold", float, 0.3, "Minimum person score", minimum=0, maximum=1),
-        Prop("nms-iou", float, 0.5, "IoU above which NMS suppresses", minimum=0, maximum=1),
-        Prop("max-persons", int, 10, "Persons kept per frame", minimum=1),
-        Prop(
-            "input-long-side",
-            int,
-            256,
-            "Any-size networks (MultiPose): input long side",
-            minimum=32,
-        ),
-    ),
+    settings=PersonSettings,
 )

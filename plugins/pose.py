@@ -13,8 +13,7 @@ from typing import Any
 
 from parsing.frame_parser import AnyPoseEstimator, pose_estimator
 from parsing.settings import PoseSettings
-from plugins.element import ElementSpec, FrameContext, Prop
-from plugins.network_props import NETWORK_PROPS, network_fields
+from plugins.element import ElementSpec, FrameContext
 from plugins.person import DETECTIONS
 from plugins.pool import default_pool
 
@@ -31,14 +30,7 @@ class PoseStage:
 
     @classmethod
     def from_properties(cls, values: Mapping[str, Any]) -> PoseStage:
-        return cls(
-            PoseSettings(
-                **network_fields(values),
-                flip_test=values["flip_test"],
-                min_keypoint_score=values["min_keypoint_score"],
-                refine_person_boxes=values["refine_boxes"],
-            )
-        )
+        return cls(POSE.settings_from(values))
 
     def start(self) -> None:
         self.estimator = pose_estimator(default_pool().get(self.settings), self.settings)
@@ -61,12 +53,5 @@ POSE = ElementSpec(
     name="tpspose",
     summary="Estimate the pose (HRNet or MoveNet) of each detected person and refine its box",
     stage_factory=PoseStage.from_properties,
-    properties=(
-        *NETWORK_PROPS,
-        Prop("flip-test", bool, True, "Average with the horizontally flipped crop"),
-        Prop(
-            "min-keypoint-score", float, 0.3, "Confident keypoint threshold", minimum=0, maximum=1
-        ),
-        Prop("refine-boxes", bool, True, "Enlarge person boxes to contain confident keypoints"),
-    ),
+    settings=PoseSettings,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from parsing.results import FrameResult
+from parsing.settings import ClipSettings
 from plugins import board
 from plugins.clip import CLIP, FRAME, ClipStage
 from plugins.element import FrameContext
@@ -15,11 +16,9 @@ HOP = 2
 
 
 def _stage(csn, final_clips: int) -> ClipStage:
-    return ClipStage.from_properties(
-        {"weights": str(csn), "engine": "torch", "head_weights": "", "hop": HOP,
-         "frame_stride": 1, "average_clips": 2, "final_clips": final_clips, "prior": "",
-         "track": False}
-    )  # fmt: skip
+    networks = [{"weights": csn}]
+    settings = ClipSettings(networks=networks, hop=HOP, frame_stride=1, average_clips=2)
+    return ClipStage(settings, final_clips)
 
 
 def _frame(index: int, record: FrameRecord | None) -> FrameContext:

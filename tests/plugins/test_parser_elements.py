@@ -10,6 +10,7 @@ import pytest
 
 from parsing.events import validate
 from parsing.results import FrameResult
+from parsing.settings import ClipSettings, PartSettings, PersonSettings, PoseSettings
 from plugins import board
 from plugins.clip import CLIP, FRAME, ClipStage
 from plugins.element import FrameContext
@@ -31,25 +32,21 @@ def _frame(index: int, record: FrameRecord, writable: bool = False) -> FrameCont
 
 @pytest.fixture
 def stages(random_weights):
-    network = {"engine": "torch", "device": "cpu", "precision": "fp32", "threads": 1}
-    person = PersonStage.from_properties(
-        {**network, "weights": str(random_weights["person"]), "score_threshold": 0.0,
-         "nms_iou": 0.5, "max_persons": 2, "input_long_side": 256}
-    )  # fmt: skip
-    pose = PoseStage.from_properties(
-        {**network, "weights": str(random_weights["pose"]), "flip_test": True,
-         "min_keypoint_score": 0.0, "refine_boxes": True}
-    )  # fmt: skip
-    parts = PartStage.from_properties(
-        {**network, "weights": str(random_weights["parts"]), "mode": "detector", "paint": True,
-         "paint_min_score": 0.0, "score_threshold": 0.0, "keypoint_min_score": 0.3,
-         "fallback_score": 0.3}
-    )  # fmt: skip
-    clip = ClipStage.from_properties(
-        {"weights": str(random_weights["csn"]), "engine": "torch", "head_weights": "",
-         "hop": 2, "frame_stride": 1, "average_clips": 2, "final_clips": 3, "prior": "",
-         "track": True}
-    )  # fmt: skip
+    person = PersonStage(
+        PersonSettings(weights=random_weights["person"], score_threshold=0.0, max_persons=2)
+    )
+    pose = PoseStage(PoseSettings(weights=random_weights["pose"], min_keypoint_score=0.0))
+    parts = PartStage(
+        PartSettings(weights=random_weights["parts"], paint_min_score=0.0, score_threshold=0.0)
+    )
+    clip_settings = ClipSettings(
+        networks=[{"weights": random_weights["csn"]}],
+        hop=2,
+        frame_stride=1,
+        average_clips=2,
+        track=True,
+    )
+    clip = ClipStage(clip_settings, final_clips=3)
     chain = [person, pose, parts, clip, OverlayStage()]
     for stage in chain:
         stage.start()
@@ -102,7 +99,8 @@ def test_gst_launch_line_with_every_parser_element(random_weights, gst_launch):
     line = (
         "videotestsrc num-buffers=6 ! video/x-raw,format=RGB,width=160,height=120,framerate=10/1"
         " ! tpsstamp stream=cam ! tpsperson weights={person} score-threshold=0.0"
-        " ! tpspose weights={pose} ! tpsparts weights={parts} ! tpsclip weights={csn} hop=2"
+        " ! tpspose weights={pose} ! tpsparts weights={parts}"
+        ' ! tpsclip networks=[{{"weights":"{csn}"}}] hop=2'
         f" ! tpsoverlay ! tpspublish endpoint={endpoint} wait-for-subscriber=10 ! fakesink"
     ).format(**weights)
     result = gst_launch(line)
