@@ -8,7 +8,7 @@ interleaved run by run:
 - ``raw``: a pyzmq XPUB socket sending the event's bytes, encoded once beforehand;
 - ``publisher``: `transport.zmq.EventPublisher.publish` with the same bytes (our socket
   options, lock and counters);
-- ``sink``: `plugins.publish.EventSink.send` with the `FrameResult`, which numbers, builds and
+- ``sink``: `plugins.sinks.EventSink.send` with the `FrameResult`, which numbers, builds and
   msgpack-encodes the event every time (what the ``tpspublish`` element does per frame).
 
 Every socket queues without limit (hwm 0) so nothing is dropped and every message is counted.
@@ -26,7 +26,8 @@ import zmq
 from bench.common import median
 from parsing.events import EventSequencer, encode
 from parsing.results import ClipResult, FrameResult, HumanResult, PartResult, PartState
-from plugins.publish import EventSink
+from plugins.hooks import Hooks
+from plugins.sinks import EventSink
 from tps.vocabulary import PART_TYPES, PARTS
 from transport.zmq import EventPublisher
 
@@ -152,7 +153,7 @@ def _our_rate(sender: Callable[[EventPublisher], Callable[[], object]], count: i
 
 def _sink_sender(publisher: EventPublisher, frame: FrameResult) -> Callable[[], object]:
     """Sends `frame` through a fresh `EventSink` on `publisher` (build, encode, publish)."""
-    sink = EventSink(publisher)
+    sink = EventSink(publisher, Hooks())
     return lambda: sink.send(frame)
 
 

@@ -45,7 +45,7 @@ from pipeline.config import validate  # noqa: E402
 from pipeline.metrics import NAMESPACE  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
 from pipeline.settings import PipelineConfig  # noqa: E402
-from plugins.frames import default_table  # noqa: E402
+from plugins.frames import FrameTable  # noqa: E402
 from transport.zmq import EventSubscriber  # noqa: E402
 
 log = logging.getLogger("bench.soak")
@@ -72,13 +72,14 @@ def rss_bytes() -> int:
     return process_status("VmRSS")
 
 
-def memory_sample(started: float) -> dict[str, float]:
-    """Where memory stands now: resident bytes, Python objects, side-table records, threads."""
+def memory_sample(started: float, table: FrameTable) -> dict[str, float]:
+    """Where memory stands now: resident bytes, Python objects, records in the run's side table,
+    threads."""
     return {
         "t_s": round(time.monotonic() - started, 1),
         "rss": rss_bytes(),
         "python_objects": len(gc.get_objects()),
-        "frame_records": len(default_table()),
+        "frame_records": len(table),
         "threads": process_status("Threads"),
     }
 
@@ -159,14 +160,14 @@ def soak(streams: int, minutes: float, restart_every_s: float, workdir: Path) ->
     forced = 0
     deadline = started + minutes * 60
     next_restart = started + restart_every_s
-    timeline = [memory_sample(started)]
+    timeline = [memory_sample(started, runner.context.table)]
     try:
         while time.monotonic() < deadline and run.is_alive():
             now = time.monotonic()
             if rss_warm is None and now - started >= WARM_UP_S:
                 rss_warm = rss_bytes()
             if now - started >= timeline[-1]["t_s"] + SAMPLE_EVERY_S:
-                timeline.append(memory_sample(started))
+                timeline.append(memory_sample(started, runner.context.table))
             if now >= next_restart:
                 server.kill()
                 server.start()
@@ -183,7 +184,7 @@ def soak(streams: int, minutes: float, restart_every_s: float, workdir: Path) ->
     subscriber.close()
     rss_end = rss_bytes()
     rss_warm = rss_end if rss_warm is None else rss_warm
-    timeline.append(memory_sample(started))
+    timeline.append(memory_sample(started, runner.context.table))
     halfway = next(sample for sample in timeline if sample["t_s"] >= wall_s / 2)
     registry = runner.metrics.registry
 

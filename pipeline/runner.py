@@ -1,7 +1,9 @@
 """Running a pipeline: streams started, supervised, reported, stopped; outputs written at the end.
 
-The runner owns what the streams share: the network pool (one micro-batcher per network), the
-event sink (one ZeroMQ socket), the metrics, and the recorder that turns the events into the
+The runner owns what the streams share: its `plugins.context.ProcessContext` (the network pool,
+one micro-batcher per network, and the hooks that feed the metrics; installed for the run, so
+every element of its streams works with it), the event sink (one ZeroMQ socket), the metrics, and
+the recorder that turns the events into the
 Kinetics-TPS prediction files. Each stream runs in its own GStreamer pipeline, its life (start,
 reconnects, end) a `pipeline.supervision.SupervisedStream` that this loop drives; a stream that
 fails publishes an ``error`` status and stops while the others go on. The run ends when every stream
@@ -29,11 +31,11 @@ from pipeline.metrics import Metrics, MetricsServer, parse_address
 from pipeline.recorder import Recorder
 from pipeline.settings import PipelineConfig
 from pipeline.supervision import StreamContext, SupervisedStream
+from plugins.context import ProcessContext, use_context
 from plugins.element import register_elements
-from plugins.frames import default_table
-from plugins.hooks import Hooks, install
-from plugins.pool import NetworkPool, configure_default_pool
-from plugins.publish import EventSink, close_sink, open_sink
+from plugins.hooks import Hooks
+from plugins.pool import NetworkPool
+from plugins.sinks import EventSink
 from tps.formats import Prediction, write_pred
 
 log = logging.getLogger(__name__)
@@ -120,6 +122,12 @@ class Runner:
         """The model set of the loaded networks, named in every status event."""
         self.networks: tuple[tuple[str, str], ...] = ()
         """(role, network name) of every loaded network, for status events."""
+        batching = config.batching
+        self.context = ProcessContext(
+            pool=NetworkPool(batching.max_batch, batching.max_wait_ms, observer=self.metrics.batch),
+            hooks=self._hooks(),
+        )
+        """What this run's elements share (side table, pool, hooks, ...), in force while it runs."""
 
     # -- shared resources ----------------------------------------------------------------------
     @contextmanager
@@ -220,34 +228,13 @@ class Runner:
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> RunReport:
         """Run to the end; returns what happened. Bad config and weights raise before starting."""
-        config = self.config
+        config, context = self.config, self.context
         register_elements()
-        pool = NetworkPool(
-            config.batching.max_batch, config.batching.max_wait_ms, observer=self.metrics.batch
-        )
-        configure_default_pool(pool)
-        install(self._hooks())
-        self._preload(pool)
-        if config.output.dir is not None:
-            config.output.dir.mkdir(parents=True, exist_ok=True)
-        offline = config.mode == "offline"
-        endpoint = config.publish.endpoint
-        wait_s = config.publish.wait_for_subscriber_s if offline else 0.0
-        curve = config.publish.curve
-        sink = open_sink(
-            endpoint,
-            hwm=0 if offline else config.publish.hwm,
-            wait_for_subscriber_s=wait_s or None,
-            **(curve.publisher_options() if curve is not None else {}),
-        )
-        sink.listeners.append(self._listen)
-        try:
-            with self._metrics_server(), self._signals():
-                self._supervise(sink, endpoint)
-        finally:
-            close_sink(endpoint)
-            configure_default_pool(NetworkPool())
-            install(Hooks())
+        with use_context(context):
+            try:
+                self._serve(config, context)
+            finally:
+                context.pool.close()
         clips = config.parser.clip is not None  # without a clip stage there is no action to write
         recorded = self.recording and clips and self._recorded()
         prediction = self.recorder.prediction() if recorded else None
@@ -265,6 +252,28 @@ class Runner:
             self.failed,
             dict(self.errors),
         )
+
+    def _serve(self, config: PipelineConfig, context: ProcessContext) -> None:
+        """Load the networks, open the event sink and supervise the streams to their end."""
+        self._preload(context.pool)
+        if config.output.dir is not None:
+            config.output.dir.mkdir(parents=True, exist_ok=True)
+        offline = config.mode == "offline"
+        endpoint = config.publish.endpoint
+        wait_s = config.publish.wait_for_subscriber_s if offline else 0.0
+        curve = config.publish.curve
+        sink = context.sinks.open(
+            endpoint,
+            hwm=0 if offline else config.publish.hwm,
+            wait_for_subscriber_s=wait_s or None,
+            **(curve.publisher_options() if curve is not None else {}),
+        )
+        sink.listeners.append(self._listen)
+        try:
+            with self._metrics_server(), self._signals():
+                self._supervise(sink, endpoint)
+        finally:
+            context.sinks.close(endpoint)
 
     def _recorded(self) -> bool:
         return any(progress.frames for progress in self.progress.values())
@@ -299,7 +308,7 @@ class Runner:
         limit = self.config.concurrent_streams or len(slots)
         stop_deadline: float | None = None
         next_progress = time.monotonic() + PROGRESS_EVERY_S
-        table = default_table()
+        table = self.context.table
         while not all(slot.done for slot in slots):
             now = time.monotonic()
             busy = sum(1 for slot in slots if slot.started and not slot.done)

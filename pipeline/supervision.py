@@ -25,7 +25,7 @@ from pipeline.metrics import Metrics
 from pipeline.settings import PipelineConfig
 from pipeline.sources import FileSource, ImageSource, parse_source
 from plugins.frames import FrameTable
-from plugins.publish import EventSink
+from plugins.sinks import EventSink
 
 from gi.repository import Gst  # isort: skip  (media.gst has required the version)
 

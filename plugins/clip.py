@@ -17,18 +17,13 @@ from typing import Any
 
 from parsing.clip_parser import ClipEnsemble
 from parsing.clip_stream import ClipStream, ClipWindowing
-from parsing.results import FrameResult, HumanResult
+from parsing.results import FrameResult
 from parsing.settings import ClipSettings
-from plugins import board
+from plugins.board import Board
+from plugins.context import ProcessContext
 from plugins.element import ElementSpec, FrameContext, Prop
-from plugins.parts import HUMANS
-from plugins.pool import default_pool
+from plugins.pool import NetworkPool
 from tps.labels import PriorTable
-
-CLIP = "clip"
-"""Side-table key: the `ClipResult`s decided at this frame (stream-wide and per track)."""
-FRAME = "frame"
-"""Side-table key: the frame's final `FrameResult`, with part states."""
 
 
 class ClipStage:
@@ -38,19 +33,26 @@ class ClipStage:
         settings: the CSN networks (each loaded with its own settings), windows and decision.
         final_clips: clips of the whole-stream decision at end-of-stream (0: none); the graph
             sets it by mode, so it is the element's own property, not a setting.
+        pool: where the networks are loaded (shared with the other streams).
+        board: where the whole-stream decision is posted for the publisher.
     """
 
-    def __init__(self, settings: ClipSettings, final_clips: int) -> None:
+    def __init__(
+        self, settings: ClipSettings, final_clips: int, pool: NetworkPool, board: Board
+    ) -> None:
         self.settings = settings
         self.final_clips = final_clips
+        self.pool = pool
+        self.board = board
         self.clips: ClipStream | None = None
 
     @classmethod
-    def from_properties(cls, values: Mapping[str, Any]) -> ClipStage:
-        return cls(CLIP_ELEMENT.settings_from(values), values["final_clips"])
+    def from_properties(cls, values: Mapping[str, Any], context: ProcessContext) -> ClipStage:
+        settings = CLIP_ELEMENT.settings_from(values)
+        return cls(settings, values["final_clips"], context.pool, context.board)
 
     def start(self) -> None:
-        settings, pool = self.settings, default_pool()
+        settings, pool = self.settings, self.pool
         networks = [pool.get(network) for network in settings.networks]
         ensemble = ClipEnsemble(networks, [network.head_weights for network in settings.networks])
         windowing = ClipWindowing(
@@ -68,10 +70,10 @@ class ClipStage:
     def process(self, frame: FrameContext) -> None:
         if frame.record is None or self.clips is None:
             return
-        humans: tuple[HumanResult, ...] = frame.record.results.get(HUMANS, ())
+        humans = frame.record.humans or ()
         parsed = self.clips.push(frame.stream, frame.record.frame_index, frame.rgb, humans)
-        frame.record.results[CLIP] = parsed.decided
-        frame.record.results[FRAME] = FrameResult(
+        frame.record.clips = parsed.decided
+        frame.record.frame = FrameResult(
             stream=frame.stream,
             frame_index=frame.record.frame_index,
             pts_ns=frame.pts_ns,
@@ -86,7 +88,7 @@ class ClipStage:
         """End of stream: post the whole-stream decision for the publisher."""
         result = None if self.clips is None else self.clips.finish()
         if result is not None:
-            board.post(result.stream, result)
+            self.board.post(result.stream, result)
 
     def stop(self) -> None:
         self.clips = None

@@ -9,7 +9,7 @@ stage holds all the logic and is driven by tests without GStreamer (Savant's pyf
         name="tpsperson",
         summary="Detect persons on RGB frames",
         settings=PersonSettings,  # score_threshold: float -> score-threshold, ...
-        stage_factory=lambda values: PersonStage(PERSON.settings_from(values)),
+        stage_factory=lambda values, ctx: PersonStage(PERSON.settings_from(values), ctx.pool),
     )
 
 `make_element_class(spec)` builds the `GstBase.BaseTransform` subclass (in place, RGB in and out);
@@ -17,12 +17,14 @@ stage holds all the logic and is driven by tests without GStreamer (Savant's pyf
 ``plugins/python/tpsplugins.py`` does the same for `gst-launch-1.0` through the gst-python loader.
 
 Runtime behaviour: property values are handed to the stage factory when the element leaves READY
-(later changes apply at the next start); required properties are checked then; a missing one,
-a failing ``stage.start()`` or an exception from ``stage.process()`` is posted on the bus as an
-element error naming the element, and the flow returns ERROR. The stream name travels downstream
-as a sticky custom event (`STREAM_EVENT`) sent by the element whose spec sets `announces_stream`
-(``tpsstamp``), which also writes each frame's index into the buffer offset; every element uses the
-two to find the frame's `FrameRecord` (not the PTS, which decoders may repeat or leave unset).
+(later changes apply at the next start), with the process's `ProcessContext` (side table, network
+pool, hooks, ...), looked up then, once (`plugins.context.current_context`); required properties
+are checked then; a missing one, a failing ``stage.start()`` or an exception from
+``stage.process()`` is posted on the bus as an element error naming the element, and the flow
+returns ERROR. The stream name travels downstream as a sticky custom event (`STREAM_EVENT`) sent by
+the element whose spec sets `announces_stream` (``tpsstamp``), which also writes each frame's index
+into the buffer offset; every element uses the two to find the frame's `FrameRecord` (not the PTS,
+which decoders may repeat or leave unset).
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ from gi.repository import GLib, GObject, Gst, GstBase, GstVideo  # noqa: E402
 
 from media.frames import map_rgb  # noqa: E402
 from media.gst import init  # noqa: E402
-from plugins.frames import FrameRecord, default_table  # noqa: E402
-from plugins.hooks import hooks  # noqa: E402
+from plugins.context import ProcessContext, current_context  # noqa: E402
+from plugins.frames import FrameRecord  # noqa: E402
 from plugins.settings_props import (  # noqa: E402
     PROP_TYPES,
     Prop,
@@ -139,7 +141,8 @@ _ERROR_DOMAINS: dict[type, str] = {
     Gst.StreamError: "stream_error_quark",
 }
 """Error enum -> name of its GQuark function, looked up at call time (Gst fakes it before init)."""
-StageFactory = Callable[[Mapping[str, Any]], Stage]
+StageFactory = Callable[[Mapping[str, Any], ProcessContext], Stage]
+"""Builds a stage from the property values and what the process's elements share."""
 
 _NAME = re.compile(r"[a-z][a-z0-9-]*")
 
@@ -151,7 +154,8 @@ class ElementSpec(Generic[SettingsT]):
     Attributes:
         name: factory name (``tps...``), also the GType name's stem.
         summary: one-line description for gst-inspect.
-        stage_factory: builds the stage from the property values (keys are `Prop.key`).
+        stage_factory: builds the stage from the property values (keys are `Prop.key`) and the
+            process's context (`plugins.context.current_context` when the element starts).
         settings: the settings model whose fields are properties (`settings_props`), which the
             stage factory turns back into the model with `settings_from`.
         properties: the element's own properties, beyond its settings (e.g. a stream name).
@@ -244,6 +248,7 @@ class _ElementMethods:
         props = self.spec.all_properties
         self._values: dict[str, PropValue] = {p.name: p.default for p in props}
         self._stage: Stage | None = None
+        self._context: ProcessContext | None = None
         self._video: GstVideo.VideoInfo | None = None
         self._stream = ""
         self._announce = False
@@ -269,8 +274,9 @@ class _ElementMethods:
                 False,
             )
         values = {p.key: self._values[p.name] for p in props}
+        self._context = context = current_context()  # the one lookup: the stage gets it from here
         try:
-            self._stage = self.spec.stage_factory(values)
+            self._stage = self.spec.stage_factory(values, context)
             self._stage.start()
         except Exception as error:  # any stage failure becomes a bus error
             self._stage = None
@@ -307,7 +313,7 @@ class _ElementMethods:
 
     # -- frames ------------------------------------------------------------------------------
     def do_transform_ip(self, buffer: Gst.Buffer) -> Gst.FlowReturn:
-        if self._stage is None or self._video is None:
+        if self._stage is None or self._context is None or self._video is None:
             return self._fail(
                 Gst.CoreError.NEGOTIATION,
                 "buffer before start or caps",
@@ -319,7 +325,8 @@ class _ElementMethods:
         pts = None if buffer.pts == Gst.CLOCK_TIME_NONE else buffer.pts
         index = None if buffer.offset == Gst.BUFFER_OFFSET_NONE else buffer.offset
         numbers = self.spec.announces_stream  # the stamp opens records; the others look them up
-        record = None if numbers or index is None else default_table().get(self._stream, index)
+        table = self._context.table
+        record = None if numbers or index is None else table.get(self._stream, index)
         width, height = self._video.width, self._video.height
         try:
             with map_rgb(buffer, width, height, writable=self.spec.writable) as rgb:
@@ -334,7 +341,7 @@ class _ElementMethods:
                 )
                 started = time.perf_counter()
                 self._stage.process(frame)
-                hooks().stage_time(self.spec.name, time.perf_counter() - started)
+                self._context.hooks.stage_time(self.spec.name, time.perf_counter() - started)
                 if frame.drop:
                     return FLOW_DROPPED
                 if numbers and frame.frame_index is not None:

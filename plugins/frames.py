@@ -17,7 +17,12 @@ import threading
 import time
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # types only: the side table loads no model code
+    from models.detection import Detections
+    from parsing.frame_parser import Persons
+    from parsing.results import ClipResult, FrameResult, HumanResult
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +39,26 @@ class FrameRecord:
         frame_index: 0-based index of the frame within the stream.
         pts_ns: presentation time of the buffer in nanoseconds (None when it has none; frames may
             share one).
-        results: per-stage results by stage name (e.g. ``"persons"``); each stage writes its own
-            key.
         opened_ns: `time.monotonic_ns()` when the record was opened, for end-to-end latency.
+        detections: the persons ``tpsperson`` detected (None until it ran).
+        persons: their poses and refined boxes, from ``tpspose`` (None until it ran).
+        humans: the humans with their parts, from ``tpsparts``, no part states yet (None until it
+            ran).
+        clips: the clip decisions ``tpsclip`` took at this frame (stream-wide and per track).
+        frame: the frame's final result with part states, from ``tpsclip`` (None until it ran).
+
+    Each stage writes its own fields and reads those of the stages before it.
     """
 
     stream: str
     frame_index: int
     pts_ns: int | None
-    results: dict[str, Any] = field(default_factory=dict)
     opened_ns: int = field(default_factory=time.monotonic_ns)
+    detections: Detections | None = None
+    persons: Persons | None = None
+    humans: tuple[HumanResult, ...] | None = None
+    clips: tuple[ClipResult, ...] = ()
+    frame: FrameResult | None = None
 
 
 class FrameTable:
@@ -152,16 +167,3 @@ class FrameTable:
                 stream,
                 newest_index,
             )
-
-
-_default_table: FrameTable | None = None
-_default_lock = threading.Lock()
-
-
-def default_table() -> FrameTable:
-    """The process-wide table our elements share, created on first use."""
-    global _default_table
-    with _default_lock:
-        if _default_table is None:
-            _default_table = FrameTable()
-        return _default_table

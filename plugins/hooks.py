@@ -1,7 +1,8 @@
 """What our elements report to whoever runs them (the pipeline's metrics), as plain callbacks.
 
-Elements must not import the pipeline (it sits a floor above); the runner installs callbacks here
-instead. The defaults do nothing, so elements started by `gst-launch-1.0` need no set-up.
+Elements must not import the pipeline (it sits a floor above); the runner hands its callbacks to
+the elements in its `plugins.context.ProcessContext` instead. The defaults do nothing, so elements
+started by `gst-launch-1.0` need no set-up.
 """
 
 from __future__ import annotations
@@ -33,17 +34,3 @@ class Hooks:
     event_sent: Callable[[str, str, bool], None] = _ignore
     clip_decided: Callable[[str, str], None] = _ignore
     stage_time: Callable[[str, float], None] = _ignore
-
-
-_hooks = Hooks()
-
-
-def hooks() -> Hooks:
-    """The callbacks in force."""
-    return _hooks
-
-
-def install(new_hooks: Hooks) -> None:
-    """Replace the callbacks (the pipeline runner does, once, before its streams start)."""
-    global _hooks
-    _hooks = new_hooks

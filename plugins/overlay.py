@@ -10,9 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from parsing.results import FrameResult, HumanResult
-from plugins.clip import FRAME
+from plugins.context import ProcessContext
 from plugins.element import ElementSpec, FrameContext
-from plugins.parts import HUMANS
 from tps.drawing import Figure, draw_figures
 
 
@@ -40,7 +39,7 @@ class OverlayStage:
     """Draws the frame's `FrameResult` onto its pixels."""
 
     @classmethod
-    def from_properties(cls, _values: Mapping[str, Any]) -> OverlayStage:
+    def from_properties(cls, _values: Mapping[str, Any], _context: ProcessContext) -> OverlayStage:
         return cls()
 
     def start(self) -> None:
@@ -50,12 +49,12 @@ class OverlayStage:
         record = frame.record
         if record is None:
             return
-        result = record.results.get(FRAME)
+        result = record.frame
         if result is not None:
             draw_figures(frame.rgb, figures(result.humans), caption(result))
-        elif HUMANS in record.results:  # no clip element upstream: the parse the parts left
+        elif record.humans is not None:  # no clip element upstream: the parse the parts left
             caption_text = f"{frame.stream} #{record.frame_index}"
-            draw_figures(frame.rgb, figures(record.results[HUMANS]), caption_text)
+            draw_figures(frame.rgb, figures(record.humans), caption_text)
 
     def finish(self) -> None:
         """Nothing to flush."""

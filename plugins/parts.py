@@ -14,40 +14,43 @@ from typing import Any
 
 from parsing.frame_parser import PartDetector, humans
 from parsing.settings import PartSettings
+from plugins.context import ProcessContext
 from plugins.element import ElementSpec, FrameContext
-from plugins.pool import default_pool
-from plugins.pose import PERSONS
-
-HUMANS = "humans"
-"""Side-table key: tuple of `parsing.results.HumanResult` of the frame (no part states yet)."""
+from plugins.pool import NetworkPool
 
 
 class PartStage:
-    """Finds the top-1 box per part of each person of one frame (detected or from keypoints)."""
+    """Finds the top-1 box per part of each person of one frame (detected or from keypoints).
 
-    def __init__(self, settings: PartSettings) -> None:
+    Args:
+        settings: the mode, the detector's network and decoding.
+        pool: where the network is loaded, when the mode runs one (shared with the other streams).
+    """
+
+    def __init__(self, settings: PartSettings, pool: NetworkPool) -> None:
         self.settings = settings
+        self.pool = pool
         self.detector: PartDetector | None = None
 
     @classmethod
-    def from_properties(cls, values: Mapping[str, Any]) -> PartStage:
+    def from_properties(cls, values: Mapping[str, Any], context: ProcessContext) -> PartStage:
         """The stage from the element's properties.
 
         Raises:
             ValueError: the properties do not make valid settings (e.g. a detecting mode
                 without weights), in one line.
         """
-        return cls(PARTS.settings_from(values))
+        return cls(PARTS.settings_from(values), context.pool)
 
     def start(self) -> None:
-        self.detector = PartDetector.load(self.settings, default_pool().get)
+        self.detector = PartDetector.load(self.settings, self.pool.get)
 
     def process(self, frame: FrameContext) -> None:
         if frame.record is None or self.detector is None:
             return
-        persons = frame.record.results.get(PERSONS)
+        persons = frame.record.persons
         if persons is not None:
-            frame.record.results[HUMANS] = humans(persons, self.detector(frame.rgb, persons))
+            frame.record.humans = humans(persons, self.detector(frame.rgb, persons))
 
     def finish(self) -> None:
         """Nothing to flush: each frame is handled on its own."""

@@ -12,30 +12,34 @@ from typing import Any
 
 from parsing.frame_parser import AnyPersonDetector, person_detector
 from parsing.settings import PersonSettings
+from plugins.context import ProcessContext
 from plugins.element import ElementSpec, FrameContext
-from plugins.pool import default_pool
-
-DETECTIONS = "detections"
-"""Side-table key: `models.detection.Detections` of the frame's persons."""
+from plugins.pool import NetworkPool
 
 
 class PersonStage:
-    """Runs the person detector on one frame and records its detections."""
+    """Runs the person detector on one frame and records its detections.
 
-    def __init__(self, settings: PersonSettings) -> None:
+    Args:
+        settings: the detector's network and decoding.
+        pool: where the network is loaded (shared with the other streams).
+    """
+
+    def __init__(self, settings: PersonSettings, pool: NetworkPool) -> None:
         self.settings = settings
+        self.pool = pool
         self.detector: AnyPersonDetector | None = None
 
     @classmethod
-    def from_properties(cls, values: Mapping[str, Any]) -> PersonStage:
-        return cls(PERSON.settings_from(values))
+    def from_properties(cls, values: Mapping[str, Any], context: ProcessContext) -> PersonStage:
+        return cls(PERSON.settings_from(values), context.pool)
 
     def start(self) -> None:
-        self.detector = person_detector(default_pool().get(self.settings), self.settings)
+        self.detector = person_detector(self.pool.get(self.settings), self.settings)
 
     def process(self, frame: FrameContext) -> None:
         if frame.record is not None and self.detector is not None:
-            frame.record.results[DETECTIONS] = self.detector([frame.rgb])[0]
+            frame.record.detections = self.detector([frame.rgb])[0]
 
     def finish(self) -> None:
         """Nothing to flush: each frame is handled on its own."""

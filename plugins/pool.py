@@ -1,8 +1,8 @@
 """One copy of each network per process, shared by every stream through a micro-batcher.
 
-Elements ask the pool for a network by its settings; the first asks loads it, everyone after gets
-the same `Network` whose `run` goes through one `MicroBatcher`, so the frames of many streams are
-served by one batched call per stage.
+Elements ask their process's pool (`plugins.context.ProcessContext.pool`) for a network by its
+settings; the first asks loads it, everyone after gets the same `Network` whose `run` goes through
+one `MicroBatcher`, so the frames of many streams are served by one batched call per stage.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def batched_runner(batcher: MicroBatcher) -> Runner:
 
 
 class NetworkPool:
-    """Loaded networks by (weights, engine, device, precision), each behind a micro-batcher."""
+    """Loaded networks by (weights, engine, device, precision, threads), each behind a
+    micro-batcher."""
 
     def __init__(
         self,
@@ -55,7 +56,13 @@ class NetworkPool:
 
     def get(self, settings: NetworkSettings) -> Network:
         """The shared network for these settings, loaded on first use."""
-        key = (settings.weights.resolve(), settings.engine, settings.device, settings.precision)
+        key = (
+            settings.weights.resolve(),
+            settings.engine,
+            settings.device,
+            settings.precision,
+            settings.threads,  # an engine runs with the threads it was loaded with
+        )
         with self._lock:
             network = self._networks.get(key)
             if network is None:
@@ -98,25 +105,3 @@ class NetworkPool:
                 network.engine.close()
             self._batchers.clear()
             self._networks.clear()
-
-
-_default_pool: NetworkPool | None = None
-_default_lock = threading.Lock()
-
-
-def default_pool() -> NetworkPool:
-    """The process-wide pool our elements share, created on first use."""
-    global _default_pool
-    with _default_lock:
-        if _default_pool is None:
-            _default_pool = NetworkPool()
-        return _default_pool
-
-
-def configure_default_pool(pool: NetworkPool) -> None:
-    """Replace the process-wide pool (the pipeline runner sets batching and metrics this way)."""
-    global _default_pool
-    with _default_lock:
-        if _default_pool is not None:
-            _default_pool.close()
-        _default_pool = pool

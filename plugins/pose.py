@@ -13,34 +13,37 @@ from typing import Any
 
 from parsing.frame_parser import AnyPoseEstimator, pose_estimator
 from parsing.settings import PoseSettings
+from plugins.context import ProcessContext
 from plugins.element import ElementSpec, FrameContext
-from plugins.person import DETECTIONS
-from plugins.pool import default_pool
-
-PERSONS = "persons"
-"""Side-table key: `parsing.frame_parser.Persons` of the frame."""
+from plugins.pool import NetworkPool
 
 
 class PoseStage:
-    """Estimates the pose of each detected person of one frame."""
+    """Estimates the pose of each detected person of one frame.
 
-    def __init__(self, settings: PoseSettings) -> None:
+    Args:
+        settings: the estimator's network and decoding.
+        pool: where the network is loaded (shared with the other streams).
+    """
+
+    def __init__(self, settings: PoseSettings, pool: NetworkPool) -> None:
         self.settings = settings
+        self.pool = pool
         self.estimator: AnyPoseEstimator | None = None
 
     @classmethod
-    def from_properties(cls, values: Mapping[str, Any]) -> PoseStage:
-        return cls(POSE.settings_from(values))
+    def from_properties(cls, values: Mapping[str, Any], context: ProcessContext) -> PoseStage:
+        return cls(POSE.settings_from(values), context.pool)
 
     def start(self) -> None:
-        self.estimator = pose_estimator(default_pool().get(self.settings), self.settings)
+        self.estimator = pose_estimator(self.pool.get(self.settings), self.settings)
 
     def process(self, frame: FrameContext) -> None:
         if frame.record is None or self.estimator is None:
             return
-        detections = frame.record.results.get(DETECTIONS)
+        detections = frame.record.detections
         if detections is not None:
-            frame.record.results[PERSONS] = self.estimator([frame.rgb], [detections])[0]
+            frame.record.persons = self.estimator([frame.rgb], [detections])[0]
 
     def finish(self) -> None:
         """Nothing to flush: each frame is handled on its own."""

@@ -18,58 +18,20 @@ machine.
 from __future__ import annotations
 
 import logging
-import math
-import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 
+from plugins.context import ProcessContext
 from plugins.element import ElementSpec, FrameContext, Prop
-from plugins.frames import FrameTable, default_table
-from plugins.hooks import hooks
+from plugins.frames import FrameTable
+from plugins.gate import FairGate
+from plugins.hooks import Hooks
 
 log = logging.getLogger(__name__)
 
 LOST_AFTER_S = 10.0
 """The gate counts frames opened this recently: one in flight for longer was lost on its way
 (a stream torn down mid-frame), and must not hold a place for ever."""
-ACTIVE_S = 1.0
-"""A stream that offered a frame this recently takes its turn at the gate."""
-
-
-class FairGate:
-    """Gives free places to the streams in turn: the stream served longest ago goes first.
-
-    Admitting whichever frame comes first after a place frees up starves a stream whose frames
-    happen to arrive just after the others' (paced sources keep their phase). Here a free place
-    waits for the active stream (one that offered a frame in the last `ACTIVE_S`) that was admitted
-    longest ago; frames of other streams are dropped meanwhile, at most one frame interval.
-    Shared by every stream of a process, like the side table.
-    """
-
-    def __init__(self) -> None:
-        self._offered: dict[str, float] = {}
-        self._admitted: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def admit(self, stream: str, room: bool) -> bool:
-        """Whether a frame of `stream` goes in now; `room`: a place is free."""
-        now = time.monotonic()
-        with self._lock:
-            self._offered[stream] = now
-            if not room:
-                return False
-            never = -math.inf
-            active = [name for name, at in self._offered.items() if now - at <= ACTIVE_S]
-            if self._admitted.get(stream, never) > min(
-                self._admitted.get(n, never) for n in active
-            ):
-                return False
-            self._admitted[stream] = now
-            return True
-
-
-_default_gate = FairGate()
 
 
 class StampStage:
@@ -78,35 +40,40 @@ class StampStage:
     Args:
         stream: stream name written into every record.
         table: where records are opened.
+        gate: whose turn it is, shared by the streams on `table`.
+        hooks: told of every frame in and every frame dropped.
         first_index: the first frame's index (a restarted stream continues its numbering).
         max_in_flight: drop a frame while this many frames, of every stream on `table`, are in
             flight (opened and not yet published), or while a free place waits for another
             stream's turn (`FairGate`); 0 admits every frame. Dropped frames keep their index, so
             indices stay the source's frame numbers.
-        gate: whose turn it is, shared by the streams on `table` (default: the process's).
     """
 
     def __init__(
         self,
         stream: str,
         table: FrameTable,
+        gate: FairGate,
+        hooks: Hooks,
         first_index: int = 0,
         max_in_flight: int = 0,
-        gate: FairGate | None = None,
     ) -> None:
         self.stream = stream
         self.table = table
         self.first_index = first_index
         self.next_index = first_index
         self.max_in_flight = max_in_flight
-        self.gate = _default_gate if gate is None else gate
+        self.gate = gate
+        self.hooks = hooks
 
     @classmethod
-    def from_properties(cls, values: Mapping[str, Any]) -> StampStage:
-        """The stage of a ``tpsstamp`` element, on the process-wide table."""
+    def from_properties(cls, values: Mapping[str, Any], context: ProcessContext) -> StampStage:
+        """The stage of a ``tpsstamp`` element, on its process's table and gate."""
         return cls(
             str(values["stream"]),
-            default_table(),
+            context.table,
+            context.gate,
+            context.hooks,
             int(values["first_index"]),
             int(values["max_in_flight"]),
         )
@@ -118,12 +85,12 @@ class StampStage:
     def process(self, frame: FrameContext) -> None:
         index = self.next_index
         self.next_index += 1
-        hooks().frame_in(self.stream)
+        self.hooks.frame_in(self.stream)
         if self.max_in_flight and not self.gate.admit(
             self.stream, self.table.in_flight(within_s=LOST_AFTER_S) < self.max_in_flight
         ):
             frame.drop = True
-            hooks().frame_dropped(self.stream)
+            self.hooks.frame_dropped(self.stream)
             return
         frame.frame_index = index
         frame.record = self.table.open(self.stream, index, frame.pts_ns)

@@ -12,10 +12,10 @@ from parsing.networks import load_network
 from parsing.settings import ParserSettings, PartSettings
 from pipeline.config import ConfigError, validate
 from pipeline.graph import parser_chain
+from plugins.context import ProcessContext
 from plugins.element import FrameContext
 from plugins.frames import FrameRecord
-from plugins.parts import HUMANS, PartStage
-from plugins.pose import PERSONS
+from plugins.parts import PartStage
 from tps.vocabulary import PARTS
 
 FRAME_HW = (240, 320)
@@ -213,18 +213,18 @@ ELEMENT_VALUES = {
 
 
 def test_element_stage_in_keypoints_mode_loads_no_network():
-    stage = PartStage.from_properties({**ELEMENT_VALUES, "mode": "keypoints"})
+    stage = PartStage.from_properties({**ELEMENT_VALUES, "mode": "keypoints"}, ProcessContext())
     stage.start()
     assert stage.detector is not None and stage.detector.network is None
     record = FrameRecord("s", 0, 0)
-    record.results[PERSONS] = _persons()
+    record.persons = _persons()
     height, width = FRAME_HW
     stage.process(FrameContext("s", 0, 0, width, height, _frame(), record))
-    humans = record.results[HUMANS]
+    humans = record.humans
     assert [set(human.parts) for human in humans] == [set(PARTS)] * 2
     stage.stop()
 
 
 def test_element_stage_in_a_detecting_mode_without_weights_is_a_one_line_error():
     with pytest.raises(ValueError, match=r"^tpsparts: .*'fallback' runs the part detector[^\n]*$"):
-        PartStage.from_properties({**ELEMENT_VALUES, "mode": "fallback"})
+        PartStage.from_properties({**ELEMENT_VALUES, "mode": "fallback"}, ProcessContext())

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from pipeline.graph import OFFLINE_QUEUE_FRAMES, STAGE_QUEUE_FRAMES
 from pipeline.runner import Runner
-from plugins.frames import default_table
+from plugins.context import current_context
 from tests.pipeline.test_runner import by_stream, make_config, run_with_subscriber
 
 FAST_FPS = 400
@@ -30,7 +30,7 @@ def peak_in_flight(stream: str) -> Iterator[list[int]]:
 
     def sample() -> None:
         while not stop.wait(SAMPLE_S):
-            peak[0] = max(peak[0], default_table().in_flight(stream))
+            peak[0] = max(peak[0], current_context().table.in_flight(stream))  # the run's
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()

@@ -14,7 +14,6 @@ import yaml
 
 from pipeline.runner import Runner
 from pipeline.sources import iterate_frames
-from plugins.frames import default_table
 from tests.pipeline.test_runner import by_stream, free_endpoint, make_config, run_with_subscriber
 from transport.zmq import EventSubscriber
 
@@ -190,4 +189,4 @@ def test_a_run_interrupted_by_an_exception_leaves_no_stream_running(random_weigh
         signal.signal(signal.SIGALRM, previous)
     assert runner.frames_in["endless"] > 0, "interrupted before it played: raise INTERRUPT_AFTER_S"
     time.sleep(SETTLE_S)
-    assert default_table().in_flight("endless") == 0  # stopped: its stamp element cleared it
+    assert runner.context.table.in_flight("endless") == 0  # stopped: its stamp element cleared it

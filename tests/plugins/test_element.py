@@ -16,6 +16,7 @@ gi.require_version("GstApp", "1.0")
 from gi.repository import Gst, GstApp  # noqa: E402, F401 - GstApp gives appsink its methods
 
 from media.frames import FrameError, map_rgb, rgb_stride  # noqa: E402
+from plugins.context import ProcessContext, current_context  # noqa: E402
 from plugins.element import (  # noqa: E402
     ElementError,
     ElementSpec,
@@ -23,8 +24,10 @@ from plugins.element import (  # noqa: E402
     Prop,
     register_elements,
 )
-from plugins.frames import FrameTable, default_table  # noqa: E402
-from plugins.stamp import LOST_AFTER_S, STAMP, FairGate, StampStage  # noqa: E402
+from plugins.frames import FrameTable  # noqa: E402
+from plugins.gate import FairGate  # noqa: E402
+from plugins.hooks import Hooks  # noqa: E402
+from plugins.stamp import LOST_AFTER_S, STAMP, StampStage  # noqa: E402
 
 TIMEOUT_S = 20
 """The first gst-launch run scans every installed plugin into a fresh registry."""
@@ -42,7 +45,7 @@ def _frame(pts_ns: int | None, rgb: np.ndarray | None = None) -> FrameContext:
 
 def test_stamp_stage_numbers_frames_into_the_table() -> None:
     table = FrameTable()
-    stage = StampStage("cam0", table)
+    stage = StampStage("cam0", table, FairGate(), Hooks())
     stage.start()
     frames = [_frame(pts) for pts in (0, 40, 80)]
     for frame in frames:
@@ -56,7 +59,7 @@ def test_stamp_stage_numbers_frames_into_the_table() -> None:
 
 def test_stamp_stage_drops_frames_while_too_many_are_in_flight() -> None:
     table = FrameTable()
-    stage = StampStage("cam0", table, max_in_flight=2, gate=FairGate())
+    stage = StampStage("cam0", table, FairGate(), Hooks(), max_in_flight=2)
     stage.start()
     frames = [_frame(pts) for pts in (0, 40, 80, 120)]
     for frame in frames[:3]:
@@ -81,7 +84,7 @@ def test_stamp_stage_drops_frames_while_too_many_are_in_flight() -> None:
 
 def test_a_free_place_goes_to_the_stream_served_longest_ago() -> None:
     table, gate = FrameTable(), FairGate()
-    a, b = (StampStage(name, table, max_in_flight=1, gate=gate) for name in ("a", "b"))
+    a, b = (StampStage(name, table, gate, Hooks(), max_in_flight=1) for name in ("a", "b"))
     first = _frame(0)
     a.process(first)
     late_b = _frame(0)
@@ -103,7 +106,7 @@ def test_a_free_place_goes_to_the_stream_served_longest_ago() -> None:
 
 def test_stamp_stage_numbers_frames_whatever_their_pts() -> None:
     table = FrameTable()
-    stage = StampStage("cam0", table)
+    stage = StampStage("cam0", table, FairGate(), Hooks())
     stage.start()
     frames = [_frame(pts) for pts in (0, 40, 40, None, 80)]  # B-frame pairs, a missing PTS
     for frame in frames:
@@ -235,7 +238,6 @@ class RecordingStage:
             raise ValueError("bad frame")
         self.seen.append((frame.stream, frame.frame_index, frame.pts_ns, frame.rgb.shape))
         assert frame.record is not None
-        frame.record.results["recorder"] = frame.frame_index
         frame.rgb[0, 0] = PAINT
 
     def finish(self) -> None:
@@ -248,7 +250,7 @@ class RecordingStage:
 STAGES: dict[str, RecordingStage] = {}
 
 
-def _recording_stage(values: Mapping[str, Any]) -> RecordingStage:
+def _recording_stage(values: Mapping[str, Any], _context: ProcessContext) -> RecordingStage:
     STAGES[values["label"]] = stage = RecordingStage(values)
     return stage
 
@@ -336,7 +338,7 @@ def test_stamp_then_stage_see_stream_index_and_pts(elements: list[str]) -> None:
     assert [frame[0, 0].tolist() for frame in frames] == [
         list(PAINT)
     ] * 4  # writes reach downstream
-    assert len(default_table()) == 0  # stamp cleared its stream on stop
+    assert len(current_context().table) == 0  # stamp cleared its stream on stop
 
 
 def test_missing_required_property_is_a_bus_error(elements: list[str]) -> None:

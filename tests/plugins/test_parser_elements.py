@@ -11,14 +11,15 @@ import pytest
 from parsing.events import validate
 from parsing.results import FrameResult
 from parsing.settings import ClipSettings, PartSettings, PersonSettings, PoseSettings
-from plugins import board
-from plugins.clip import CLIP, FRAME, ClipStage
+from plugins.board import Board
+from plugins.clip import ClipStage
 from plugins.element import FrameContext
 from plugins.frames import FrameRecord
 from plugins.overlay import OverlayStage
-from plugins.parts import HUMANS, PartStage
-from plugins.person import DETECTIONS, PersonStage
-from plugins.pose import PERSONS, PoseStage
+from plugins.parts import PartStage
+from plugins.person import PersonStage
+from plugins.pool import NetworkPool
+from plugins.pose import PoseStage
 from transport.zmq import EventSubscriber
 
 WIDTH, HEIGHT = 160, 120
@@ -32,12 +33,14 @@ def _frame(index: int, record: FrameRecord, writable: bool = False) -> FrameCont
 
 @pytest.fixture
 def stages(random_weights):
+    pool = NetworkPool()
     person = PersonStage(
-        PersonSettings(weights=random_weights["person"], score_threshold=0.0, max_persons=2)
+        PersonSettings(weights=random_weights["person"], score_threshold=0.0, max_persons=2), pool
     )
-    pose = PoseStage(PoseSettings(weights=random_weights["pose"], min_keypoint_score=0.0))
+    pose = PoseStage(PoseSettings(weights=random_weights["pose"], min_keypoint_score=0.0), pool)
     parts = PartStage(
-        PartSettings(weights=random_weights["parts"], paint_min_score=0.0, score_threshold=0.0)
+        PartSettings(weights=random_weights["parts"], paint_min_score=0.0, score_threshold=0.0),
+        pool,
     )
     clip_settings = ClipSettings(
         networks=[{"weights": random_weights["csn"]}],
@@ -46,13 +49,14 @@ def stages(random_weights):
         average_clips=2,
         track=True,
     )
-    clip = ClipStage(clip_settings, final_clips=3)
+    clip = ClipStage(clip_settings, 3, pool, Board())
     chain = [person, pose, parts, clip, OverlayStage()]
     for stage in chain:
         stage.start()
     yield chain
     for stage in chain:
         stage.stop()
+    pool.close()
 
 
 def test_stages_fill_the_record_frame_by_frame(stages):
@@ -63,21 +67,21 @@ def test_stages_fill_the_record_frame_by_frame(stages):
         frame = _frame(index, record)
         for stage in (person, pose, parts, clip):
             stage.process(frame)
-        assert len(record.results[DETECTIONS]) == 2
-        assert record.results[PERSONS].keypoints_xys.shape == (2, 17, 3)
-        assert len(record.results[HUMANS]) == 2
-        results.append(record.results[FRAME])
+        assert len(record.detections) == 2
+        assert record.persons.keypoints_xys.shape == (2, 17, 3)
+        assert len(record.humans) == 2
+        results.append(record.frame)
         drawn = _frame(index, record, writable=True)
         before = drawn.rgb.copy()
         overlay.process(drawn)
         assert (drawn.rgb != before).any(), "the overlay draws on the frame"
-        decided = record.results[CLIP]
+        decided = record.clips
         assert all(c.start_frame <= c.end_frame == index for c in decided)
     assert [r.frame_index for r in results] == list(range(6))
     assert results[0].latest_clip is None and results[-1].latest_clip is not None
     assert all(h.track_id is not None for r in results for h in r.humans)
     clip.finish()
-    (final,) = board.take("s")
+    (final,) = clip.board.take("s")
     assert (final.start_frame, final.end_frame, final.track_id) == (0, 5, None)
 
 
