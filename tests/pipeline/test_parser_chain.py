@@ -15,6 +15,7 @@ from gi.repository import Gst  # noqa: E402
 from parsing.settings import ParserSettings  # noqa: E402
 from pipeline.config import ConfigError, validate  # noqa: E402
 from pipeline.graph import parser_chain  # noqa: E402
+from plugins.context import ProcessContext  # noqa: E402
 from plugins.element import Stage, register_elements  # noqa: E402
 
 NETWORK = {"engine": "onnxruntime", "device": "cuda:1", "precision": "fp16", "threads": 3}
@@ -67,11 +68,11 @@ def _defaulted(settings: BaseModel) -> list[str]:
 
 def _stages(description: str) -> dict[str, Stage]:
     """Each of our elements of a launch line, by name, as the stage it would start."""
-    stages = {}
+    stages, context = {}, ProcessContext()  # not started: no network is loaded
     for element in Gst.parse_bin_from_description(description, True).iterate_elements():
         spec = element.spec
         values = {prop.key: element.get_property(prop.name) for prop in spec.all_properties}
-        stages[spec.name] = spec.stage_factory(values)
+        stages[spec.name] = spec.stage_factory(values, context)
     return stages
 
 

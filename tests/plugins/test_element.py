@@ -173,7 +173,7 @@ def test_frame_table_is_thread_safe() -> None:
     ],
 )
 def test_element_spec_rejects_malformed(kwargs: dict[str, Any], problem: str) -> None:
-    fields = {"name": "tpsok", "summary": "s", "stage_factory": lambda values: None} | kwargs
+    fields = {"name": "tpsok", "summary": "s", "stage_factory": lambda values, ctx: None} | kwargs
     with pytest.raises(ElementError, match=problem):
         ElementSpec(**fields)
 
