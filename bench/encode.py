@@ -17,9 +17,7 @@ import time
 from itertools import islice
 from pathlib import Path
 
-import numpy as np
-
-from media.frames import RGB_CHANNELS, rgb_stride
+from media.frames import pack_rgb
 from media.gst import NS_PER_S, error_text, init, rgb_caps
 from pipeline.annotated import annotated_chain
 from pipeline.sources import iterate_frames
@@ -44,9 +42,7 @@ def encode_fps(clip: Path, width: int, height: int, frames: int, out: Path) -> d
     source = pipeline.get_by_name("src")
     source.set_property("max-bytes", 0)  # hold every frame: the pushes below never block
     for index, rgb in enumerate(pictures):
-        rows = np.zeros((height, rgb_stride(width)), np.uint8)  # padded as GStreamer pads them
-        rows[:, : width * RGB_CHANNELS] = rgb.reshape(height, -1)
-        buffer = Gst.Buffer.new_wrapped(rows.tobytes())
+        buffer = Gst.Buffer.new_wrapped(pack_rgb(rgb))
         buffer.pts = index * NS_PER_S // FPS
         buffer.duration = NS_PER_S // FPS
         source.emit("push-buffer", buffer)

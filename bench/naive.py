@@ -1,6 +1,7 @@
 """The naive baseline: the loop a user writes without our pipeline, and the stage-only times.
 
-One video after another: decode with a plain ``appsink`` loop, then for every frame run the person
+One video after another: decode with the project's one decode loop (an ``appsink`` pulled
+frame by frame, `pipeline.sources.iterate_frames`), then for every frame run the person
 detector, the pose estimator, the part detector and (when a clip is due) the CSN ensemble, in
 turn, one frame at a time, on the same networks and engine as the pipeline (the parsing core's
 stage classes, loaded with `parsing.networks.load_network`, no micro-batcher, no GStreamer
@@ -15,31 +16,18 @@ the suite compares with the pipeline's end-to-end time (the glue overhead).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import gi
-import numpy as np
 
 from parsing.clip_parser import ClipEnsemble
 from parsing.clip_stream import ClipWindowing
 from parsing.frame_parser import PartDetector, PersonDetector, PoseEstimator, humans
 from parsing.networks import Network, load_network
 from parsing.settings import NetworkSettings, ParserSettings
-
-gi.require_version("Gst", "1.0")
-gi.require_version("GstApp", "1.0")
-from gi.repository import Gst, GstApp  # noqa: E402, F401  (GstApp: appsink methods)
+from pipeline.sources import iterate_frames
 
 STAGES = ("person", "pose", "parts", "clip")
-PULL_TIMEOUT_NS = 10_000_000_000
-"""The naive loop waits this long for a frame before it gives up on the video."""
-RGB_CHANNELS = 3
-
-
-class NaiveError(RuntimeError):
-    """The naive loop could not decode a video."""
 
 
 @dataclass
@@ -64,41 +52,6 @@ class NaiveTimes:
     def model_s(self) -> float:
         """Seconds inside the per-frame stage calls (final decisions excluded)."""
         return sum(self.stage_s.values())
-
-
-def decode_frames(path: Path) -> Iterator[np.ndarray]:
-    """(H, W, 3) uint8 RGB frames of a video file, the way a user writes it: appsink, pull, copy.
-
-    Raises:
-        NaiveError: the file does not decode, or no frame comes within `PULL_TIMEOUT_NS`.
-    """
-    Gst.init(None)
-    pipeline = Gst.parse_launch(
-        f'filesrc location="{path}" ! decodebin ! videoconvert'
-        " ! video/x-raw,format=RGB ! appsink name=sink sync=false max-buffers=4"
-    )
-    sink = pipeline.get_by_name("sink")
-    pipeline.set_state(Gst.State.PLAYING)
-    try:
-        while True:
-            sample = sink.try_pull_sample(PULL_TIMEOUT_NS)
-            if sample is None:
-                if sink.is_eos():
-                    return
-                raise NaiveError(f"{path}: no frame within {PULL_TIMEOUT_NS / 1e9:g} s")
-            structure = sample.get_caps().get_structure(0)
-            width, height = structure.get_value("width"), structure.get_value("height")
-            buffer = sample.get_buffer()
-            ok, info = buffer.map(Gst.MapFlags.READ)
-            if not ok:
-                raise NaiveError(f"{path}: cannot map a frame")
-            try:
-                rows = np.frombuffer(info.data, np.uint8).reshape(height, -1)  # H,stride
-                yield rows[:, : width * RGB_CHANNELS].reshape(height, width, RGB_CHANNELS).copy()
-            finally:
-                buffer.unmap(info)
-    finally:
-        pipeline.set_state(Gst.State.NULL)
 
 
 class NaiveParser:
@@ -136,7 +89,7 @@ class NaiveParser:
         """Parse every frame of `path`, adding its frames and seconds to `times`."""
         window = self.windowing.window()
         started = time.perf_counter()
-        for index, frame_rgb in enumerate(decode_frames(path)):
+        for index, _, frame_rgb in iterate_frames(str(path)):
             frame_s = 0.0
             tick = time.perf_counter()
             detections = self.person([frame_rgb])
