@@ -1,9 +1,9 @@
 """Our pipeline, timed: `pipeline.runner.Runner` on a `PipelineConfig` built in code.
 
 Metrics serving is off, no annotated video or prediction files are written, and events go to
-``tcp://127.0.0.1:*`` without waiting for a subscriber. The runner's own `Metrics` object is
-swapped for `RecordingMetrics`, which keeps every end-to-end latency (the histogram alone only
-has coarse buckets) and otherwise behaves the same.
+``tcp://127.0.0.1:*`` without waiting for a subscriber. The runner counts into
+`RecordingMetrics`, which keeps every end-to-end latency (the histogram alone only has coarse
+buckets) and otherwise behaves as `Metrics` does.
 
 What is measured:
 - `PipelineRun.span_s`: from the first stream reaching PLAYING to the last frame event of the
@@ -110,16 +110,15 @@ def pipeline_config(
 
 
 def run_pipeline(
-    config: PipelineConfig, make_runner: Callable[[PipelineConfig], Runner] = Runner
+    config: PipelineConfig, make_runner: Callable[[PipelineConfig, Metrics], Runner] = Runner
 ) -> PipelineRun:
     """Run `config` to its end and collect its figures (`make_runner` may add observers).
 
     Raises:
         BenchError: a stream ended in error or published no frame.
     """
-    runner = make_runner(config)
-    metrics = RecordingMetrics(runner.streams)
-    runner.metrics = metrics
+    metrics = RecordingMetrics(config.stream_ids())
+    runner = make_runner(config, metrics)
     started = time.perf_counter()
     with PeakMemory() as memory:
         report = runner.run()

@@ -44,6 +44,7 @@ from bench.pipeline import ANY_PORT_ENDPOINT, run_pipeline  # noqa: E402
 from parsing.events import Event  # noqa: E402
 from parsing.settings import ParserSettings  # noqa: E402
 from pipeline.config import CAMERA_CONFIG, validate  # noqa: E402
+from pipeline.metrics import Metrics  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
 from pipeline.settings import (
     PipelineConfig,  # noqa: E402
@@ -67,8 +68,8 @@ class TimedRunner(Runner):
     """A `Runner` that counts the people of every frame event and stops itself ``seconds`` after
     the first one (network loading and start-up are not timed)."""
 
-    def __init__(self, config: PipelineConfig, seconds: float) -> None:
-        super().__init__(config)
+    def __init__(self, config: PipelineConfig, metrics: Metrics, seconds: float) -> None:
+        super().__init__(config, metrics)
         self.people: list[int] = []
         self.times_s: list[float] = []
         self.cpu_s: list[float] = []
@@ -152,8 +153,8 @@ def measure(
     """One live run of ``parser`` on the clip; its figures."""
     runners: list[TimedRunner] = []
 
-    def make_runner(config: PipelineConfig) -> Runner:
-        runners.append(TimedRunner(config, seconds))
+    def make_runner(config: PipelineConfig, metrics: Metrics) -> Runner:
+        runners.append(TimedRunner(config, metrics, seconds))
         return runners[-1]
 
     run = run_pipeline(live_config(parser, clip, max_in_flight), make_runner)

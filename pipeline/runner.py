@@ -97,10 +97,12 @@ class RunReport:
 class Runner:
     """Runs every stream of `config` to its end."""
 
-    def __init__(self, config: PipelineConfig) -> None:
+    def __init__(self, config: PipelineConfig, metrics: Metrics | None = None) -> None:
+        """`metrics`: where the run counts (a bench passes one that also records); by default
+        a fresh `Metrics` of the config's streams."""
         self.config = config
         self.streams = config.stream_ids()
-        self.metrics = Metrics(self.streams)
+        self.metrics = Metrics(self.streams) if metrics is None else metrics
         self.progress = {stream: StreamProgress() for stream in self.streams}
         self.states = dict.fromkeys(self.streams, "starting")
         self.failed: list[str] = []
