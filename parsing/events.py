@@ -155,6 +155,7 @@ def clip_event(result: ClipResult, seq: int) -> Event:
             "score": result.score,
             "top5": list(map(list, result.top5)),
         },
+        "model_set": result.model_set,
     } | _clip_decision(result)
 
 

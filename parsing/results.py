@@ -137,6 +137,8 @@ class ClipResult:
         top5: up to 5 ``(label, probability)`` pairs, best first; the first is `label`.
         part_states: part type (all 6 of ``tps.vocabulary.PART_TYPES``) -> its state.
         track_id: the person the clip was classified for, None for the whole frame.
+        model_set: the model set of the networks that decided it (as in `FrameResult`), None
+            where unknown.
     """
 
     stream: str
@@ -148,6 +150,7 @@ class ClipResult:
     top5: tuple[tuple[str, float], ...]
     part_states: Mapping[str, PartState]
     track_id: int | None = None
+    model_set: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.start_frame <= self.end_frame:

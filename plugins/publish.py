@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from media.gst import NS_PER_S
-from parsing.results import FrameResult
+from parsing.results import ClipResult, FrameResult
 from plugins.context import ProcessContext
 from plugins.element import ElementSpec, FrameContext, Prop
 from plugins.sinks import EventSink
@@ -64,8 +64,7 @@ class PublishStage:
         context = self.context
         self.stream = frame.stream
         for clip in record.clips:
-            self.sink.send(clip)
-            context.hooks.clip_decided(clip.stream, clip.label)
+            self._send_clip(clip)
         result = record.frame
         if result is None:  # no clip element upstream: the frame as the parts element left it
             result = FrameResult(
@@ -77,9 +76,7 @@ class PublishStage:
                 height=frame.height,
                 humans=record.humans or (),
             )
-        if self.model_set is None:  # the upstream elements loaded their networks when they started
-            self.model_set = context.pool.model_set()
-        self.sink.send(dataclasses.replace(result, model_set=self.model_set))
+        self.sink.send(dataclasses.replace(result, model_set=self._model_set()))
         context.table.release(record.stream, record.frame_index)
         context.hooks.frame_done(frame.stream, (time.monotonic_ns() - record.opened_ns) / NS_PER_S)
 
@@ -88,7 +85,18 @@ class PublishStage:
         if self.sink is None:
             return
         for clip in self.context.board.take(self.stream):
-            self.sink.send(clip)
+            self._send_clip(clip)
+
+    def _model_set(self) -> str | None:
+        """The model set of the process's networks, read once: the upstream elements loaded
+        theirs when they started."""
+        if self.model_set is None:
+            self.model_set = self.context.pool.model_set()
+        return self.model_set
+
+    def _send_clip(self, clip: ClipResult) -> None:
+        if self.sink is not None:
+            self.sink.send(dataclasses.replace(clip, model_set=self._model_set()))
             self.context.hooks.clip_decided(clip.stream, clip.label)
 
     def stop(self) -> None:

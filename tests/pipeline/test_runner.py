@@ -111,6 +111,10 @@ def test_status_lifecycle_ends_with_eos_and_clips_are_published(two_streams):
         clips = by_stream(events, stream, "clip")
         assert clips, "at least the whole-stream decision"
         assert clips[-1]["start_frame"] == 0
+        # the whole-stream decision too names the networks' model set, as every frame does
+        frame_sets = {e["model_set"] for e in by_stream(events, stream, "frame")}
+        assert len(frame_sets) == 1 and None not in frame_sets
+        assert {clip["model_set"] for clip in clips} == frame_sets
     synthetic_frames = by_stream(events, "synthetic", "frame")
     assert all(len(e["humans"]) == 2 for e in synthetic_frames)
     later = [e for e in synthetic_frames if e["latest_clip"] is not None]
