@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import median
-from media.gst import NS_PER_S, error_text, init
+from media.gst import NS_PER_S, error_text, init, wait_eos
 from pipeline.sources import build_source, iterate_frames, parse_source
 
 from gi.repository import Gst  # isort: skip  (media.gst has required the version)
@@ -89,7 +89,6 @@ def source_bin_seconds(path: Path) -> float:
     pipeline.add(source)
     pipeline.add(sink)
     source.link(sink)
-    bus = pipeline.get_bus()
     try:
         # preroll first, as gst-launch-1.0 does before its clock starts
         pipeline.set_state(Gst.State.PAUSED)
@@ -98,9 +97,7 @@ def source_bin_seconds(path: Path) -> float:
             raise DecodeBenchError(f"source bin on {path}: cannot preroll")
         started = time.perf_counter()
         pipeline.set_state(Gst.State.PLAYING)
-        message = bus.timed_pop_filtered(
-            int(EOS_TIMEOUT_S * NS_PER_S), Gst.MessageType.EOS | Gst.MessageType.ERROR
-        )
+        message = wait_eos(pipeline, EOS_TIMEOUT_S)
         elapsed = time.perf_counter() - started
         if message is None or message.type == Gst.MessageType.ERROR:
             detail = "timed out" if message is None else error_text(message)

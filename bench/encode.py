@@ -18,7 +18,7 @@ from itertools import islice
 from pathlib import Path
 
 from media.frames import pack_rgb
-from media.gst import NS_PER_S, error_text, init, rgb_caps
+from media.gst import NS_PER_S, error_text, init, rgb_caps, wait_eos
 from pipeline.annotated import annotated_chain
 from pipeline.sources import iterate_frames
 
@@ -49,9 +49,7 @@ def encode_fps(clip: Path, width: int, height: int, frames: int, out: Path) -> d
     source.emit("end-of-stream")
     started = time.perf_counter()
     pipeline.set_state(Gst.State.PLAYING)
-    message = pipeline.get_bus().timed_pop_filtered(
-        EOS_TIMEOUT_S * NS_PER_S, Gst.MessageType.EOS | Gst.MessageType.ERROR
-    )
+    message = wait_eos(pipeline, EOS_TIMEOUT_S)
     seconds = time.perf_counter() - started
     pipeline.set_state(Gst.State.NULL)
     if message is None or message.type != Gst.MessageType.EOS:

@@ -202,9 +202,8 @@ def demuxer_error(path: Path, factory: str, timeout_s: float) -> Gst.Message | N
     the error decodebin lost (`stalled_demuxer`). None when it ends or says nothing in time."""
     pipeline = parse_launch(f"filesrc location={quote(str(path))} ! {factory} ! fakesink")
     pipeline.set_state(Gst.State.PLAYING)
-    wanted = Gst.MessageType.ERROR | Gst.MessageType.EOS
     try:
-        message = pipeline.get_bus().timed_pop_filtered(int(timeout_s * NS_PER_S), wanted)
+        message = wait_eos(pipeline, timeout_s)
     finally:
         pipeline.set_state(Gst.State.NULL)
     return message if message is not None and message.type == Gst.MessageType.ERROR else None
