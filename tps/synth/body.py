@@ -7,6 +7,11 @@ towards +x (0 = hanging, pi/2 = pointing forward, pi = straight up); abduction t
 that plane towards its own side. The camera turns the person by ``yaw`` about the vertical axis,
 mirrors it by ``facing``, scales it to pixels and stands it on a ground line of the frame.
 
+The body frame (x forward, y up, z left) is left-handed, so the camera mirrors its z as well: seen
+from the front a person's left is on the image's right, walking towards the image's right a person
+shows the right side, and ``facing = -1`` is the mirror image with left and right swapped, as a
+horizontal flip of a real photograph is (the flip augmentation and flip test assume so).
+
 Pixel convention: column j, row i has its centre at (x, y) = (j, i); keypoints and shapes use the
 same frame coordinates, so a keypoint at x = 10.0 lies on the centre of column 10.
 """
@@ -363,8 +368,9 @@ class Camera:
             xy float (N, 2) pixel coordinates; depth float (N,) in body units, larger is nearer.
         """
         cos_yaw, sin_yaw = math.cos(self.yaw), math.sin(self.yaw)
-        across = points[:, 0] * cos_yaw + points[:, 2] * sin_yaw
-        depth = points[:, 2] * cos_yaw - points[:, 0] * sin_yaw
+        lateral = -self.facing * points[:, 2]  # the left-handed body frame, mirrored per facing
+        across = points[:, 0] * cos_yaw + lateral * sin_yaw
+        depth = lateral * cos_yaw - points[:, 0] * sin_yaw
         xy = np.empty((len(points), 2))
         xy[:, 0] = self.x + shift[0] + self.facing * self.scale * across
         xy[:, 1] = self.ground_y + shift[1] - self.scale * points[:, 1]
