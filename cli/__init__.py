@@ -11,6 +11,7 @@ from cli import (
     baseline,
     bench,
     broker,
+    decompose,
     eval,
     eval_pose,
     fit_ensemble,
@@ -39,8 +40,8 @@ from tps.synth import SynthError
 from transport.zmq import PublisherError
 
 COMMANDS = (
-    run, predict, subscribe, record, eval, eval_pose, baseline, synth, train, ap, ship, models,
-    broker, bench, keys, fit_ensemble,
+    run, predict, subscribe, record, eval, decompose, eval_pose, baseline, synth, train, ap, ship,
+    models, broker, bench, keys, fit_ensemble,
 )  # fmt: skip
 
 USER_ERRORS: tuple[type[Exception], ...] = (
