@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -48,6 +49,10 @@ CROP_PADDING = 1.25
 STEM_WIDTH = 64
 BOTTLENECK_EXPANSION = 4
 SUBPIXEL_SHIFT = 0.25
+HeatmapDecoding = Literal["classic", "dark"]
+HEATMAP_DECODINGS: tuple[HeatmapDecoding, ...] = ("classic", "dark")
+DARK_BLUR_KERNEL = 11
+"""DARK's smoothing taps: OpenCV's sigma for 11 taps is 2.0, the training target's sigma."""
 
 NormLayer = Callable[[int], nn.Module]
 
@@ -415,11 +420,15 @@ def unflip_heatmaps(
     return shifted
 
 
-def decode_heatmaps(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keypoint locations and scores from heatmaps (mmpose's classic decoding).
+def decode_heatmaps(
+    heatmaps: torch.Tensor, method: HeatmapDecoding = "classic"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keypoint locations and scores from heatmaps: mmpose's classic decoding, or DARK's.
 
-    Location: the arg-max pixel, moved a quarter pixel toward the higher of its two neighbours
-    along each axis (x only when 1 < x < W-1, y only when 1 < y < H-1, as mmpose does).
+    Location, ``classic``: the arg-max pixel, moved a quarter pixel toward the higher of its two
+    neighbours along each axis (x only when 1 < x < W-1, y only when 1 < y < H-1, as mmpose does).
+    ``dark``: the arg-max pixel refined by `refine_dark` (a quarter pixel is a coarse step on
+    small heatmaps: at 32x24 one heatmap pixel is 3% of the crop).
     Score: the maximum value. A map whose maximum is <= 0 still gets its arg-max location; the
     score says how much to trust it.
 
@@ -441,13 +450,74 @@ def decode_heatmaps(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
         index = (y.clamp(0, height - 1) * width + x.clamp(0, width - 1)).unsqueeze(-1)
         return flat.gather(-1, index).squeeze(-1)  # N,K
 
+    keypoints_xy = torch.stack((xs, ys), dim=-1).float()  # N,K,2
+    if method == "dark":
+        return refine_dark(keypoints_xy, heatmaps.float()), scores
+    if method != "classic":
+        raise ModelError(f"heatmap decoding {method!r}: expected one of {HEATMAP_DECODINGS}")
     dx = at(ys, xs + 1) - at(ys, xs - 1)
     dy = at(ys + 1, xs) - at(ys - 1, xs)
     dx = torch.where((xs > 1) & (xs < width - 1), dx, torch.zeros_like(dx))
     dy = torch.where((ys > 1) & (ys < height - 1), dy, torch.zeros_like(dy))
-    keypoints_xy = torch.stack((xs, ys), dim=-1).float()  # N,K,2
     keypoints_xy += torch.stack((dx.sign(), dy.sign()), dim=-1) * SUBPIXEL_SHIFT
     return keypoints_xy, scores
+
+
+def _gaussian_kernel(size: int) -> torch.Tensor:
+    """1-D Gaussian of `size` taps with OpenCV's sigma for that size (`getGaussianKernel`)."""
+    sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
+    taps = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
+    return kernel / kernel.sum()
+
+
+def refine_dark(
+    keypoints_xy: torch.Tensor, heatmaps: torch.Tensor, blur_kernel: int = DARK_BLUR_KERNEL
+) -> torch.Tensor:
+    """Sub-pixel keypoints by DARK (Zhang et al., CVPR 2020; mmpose's `refine_keypoints_dark`).
+
+    Each heatmap is smoothed with a Gaussian of the training target's width (zero border,
+    rescaled to keep its maximum), its logarithm is taken, and each integer arg-max moves by one
+    Newton step of the log-heatmap's second-order Taylor expansion, ``-H^-1 g``: the maximum of
+    the Gaussian the network drew, between pixels. Points within two pixels of the border or
+    with a singular Hessian stay where they are.
+
+    Args:
+        keypoints_xy: N,K,2 integer arg-max locations (heatmap pixels).
+        heatmaps: N,K,H,W.
+        blur_kernel: taps of the smoothing Gaussian (11 matches a sigma-2 target).
+
+    Returns:
+        N,K,2 float32 refined locations.
+    """
+    n, k, height, width = heatmaps.shape
+    kernel = _gaussian_kernel(blur_kernel)
+    maps = heatmaps.reshape(n * k, 1, height, width)
+    peak = maps.amax(dim=(-2, -1), keepdim=True)
+    pad = blur_kernel // 2
+    blurred = nn.functional.conv2d(maps, kernel.view(1, 1, 1, -1), padding=(0, pad))
+    blurred = nn.functional.conv2d(blurred, kernel.view(1, 1, -1, 1), padding=(pad, 0))
+    blurred = blurred * peak / blurred.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-10)
+    log_maps = blurred.clamp_min(1e-10).log().reshape(n, k, height * width)
+    xs, ys = keypoints_xy[..., 0].long(), keypoints_xy[..., 1].long()  # N,K
+
+    def at(dy: int, dx: int) -> torch.Tensor:
+        index = (ys + dy).clamp(0, height - 1) * width + (xs + dx).clamp(0, width - 1)
+        return log_maps.gather(-1, index.unsqueeze(-1)).squeeze(-1)  # N,K
+
+    centre = at(0, 0)
+    gx = 0.5 * (at(0, 1) - at(0, -1))
+    gy = 0.5 * (at(1, 0) - at(-1, 0))
+    hxx = 0.25 * (at(0, 2) - 2 * centre + at(0, -2))
+    hyy = 0.25 * (at(2, 0) - 2 * centre + at(-2, 0))
+    hxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
+    det = hxx * hyy - hxy**2
+    inside = (xs > 1) & (xs < width - 2) & (ys > 1) & (ys < height - 2) & (det != 0)
+    safe = torch.where(inside, det, torch.ones_like(det))
+    offset_x = -(hyy * gx - hxy * gy) / safe
+    offset_y = -(hxx * gy - hxy * gx) / safe
+    offset = torch.stack((offset_x, offset_y), dim=-1) * inside[..., None]
+    return keypoints_xy.float() + offset
 
 
 def crop_box_for_person(

@@ -19,7 +19,7 @@ import torch
 
 from models import ModelError
 from models.detection import IMAGENET_RGB, Detections, ImageMeta, decode, nms, preprocess
-from models.hrnet import decode_heatmaps, heatmaps_to_frame, unflip_heatmaps
+from models.hrnet import HeatmapDecoding, decode_heatmaps, heatmaps_to_frame, unflip_heatmaps
 from parsing.boxes import refine_person_box
 from parsing.crops import crop_points_to_frame
 from parsing.inputs import frame_tensor, normalize_batch, part_crops, pose_crops
@@ -114,12 +114,18 @@ class PersonDetector:
 
 
 def estimate_keypoints(
-    network: Network, crops: torch.Tensor, crop_boxes: np.ndarray, *, flip_test: bool
+    network: Network,
+    crops: torch.Tensor,
+    crop_boxes: np.ndarray,
+    *,
+    flip_test: bool,
+    decoding: HeatmapDecoding = "classic",
 ) -> np.ndarray:
     """(N, 3, h, w) 0..255 person crops -> (N, 17, 3) keypoints in frame pixels (HRNet).
 
     With `flip_test`, the mirrored crops run in the same call and their heatmaps, mirrored back
-    with left and right swapped, are averaged in. Public so the training recipes measure their
+    with left and right swapped, are averaged in; `decoding` names the heatmap decoding
+    (`models.hrnet.decode_heatmaps`). Public so the training recipes measure their
     pose networks through this very code.
     """
     normalization = getattr(network.model, "normalization", IMAGENET_RGB)
@@ -130,7 +136,7 @@ def estimate_keypoints(
     heatmaps = torch.from_numpy(network.run(np.ascontiguousarray(batch))["output"])
     if flip_test:
         heatmaps = (heatmaps[:count] + unflip_heatmaps(heatmaps[count:])) / 2
-    keypoints_xy, scores = decode_heatmaps(heatmaps)
+    keypoints_xy, scores = decode_heatmaps(heatmaps, decoding)
     frame_xy = heatmaps_to_frame(keypoints_xy, crop_boxes, tuple(heatmaps.shape[-2:]))
     return torch.cat((frame_xy, scores[..., None]), dim=-1).numpy()  # N,17,3
 
@@ -160,6 +166,7 @@ class PoseEstimator:
                 torch.cat(crops),
                 np.concatenate(crop_boxes),
                 flip_test=self.settings.flip_test,
+                decoding=self.settings.decoding,
             )
             if owners
             else np.zeros((0, NUM_KEYPOINTS, 3), np.float32)

@@ -52,6 +52,11 @@ class PoseSettings(NetworkSettings):
     """The top-down pose estimator (HRNet, or MoveNet Lightning / Thunder on real footage)."""
 
     flip_test: bool = Field(True, description="average with the horizontally flipped crop")
+    decoding: Literal["classic", "dark"] = Field(  # models.hrnet.HEATMAP_DECODINGS
+        "classic",
+        description="HRNet heatmap decoding: classic (arg-max + quarter pixel) or dark (sub-pixel"
+        " Taylor step on the smoothed log-heatmap)",
+    )
     min_keypoint_score: float = Field(0.3, ge=0, le=1, description="confident keypoint threshold")
     refine_person_boxes: bool = Field(
         True, description="enlarge each person box until its confident keypoints are inside"

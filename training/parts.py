@@ -171,7 +171,15 @@ def pose_keypoints(samples: FrameSamples, pose_weights: str | Path) -> FrameSamp
         boxes = np.array([human.box for human in humans], np.float32).reshape(-1, 4)
         crops, crop_boxes = pose_crops(frame_tensor(frame), boxes, network.input_hw)
         keypoints.append(
-            list(estimate_keypoints(network, crops, crop_boxes, flip_test=settings.flip_test))
+            list(
+                estimate_keypoints(
+                    network,
+                    crops,
+                    crop_boxes,
+                    flip_test=settings.flip_test,
+                    decoding=settings.decoding,
+                )
+            )
         )
     return replace(samples, keypoints=keypoints)
 

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 import models
 from models.detection import IMAGENET_RGB
-from models.hrnet import COCO_FLIP_PAIRS, HEATMAP_STRIDE, flip_indices
+from models.hrnet import COCO_FLIP_PAIRS, HEATMAP_STRIDE, HeatmapDecoding, flip_indices
 from parsing.frame_parser import estimate_keypoints
 from parsing.inputs import frame_tensor, normalize_batch, pose_crops
 from training.common import (
@@ -92,6 +92,7 @@ class PoseConfig(TrainConfigBase):
         0.1, gt=0, description="PCK radius as a share of the GT person box's longer side"
     )
     flip_test: bool = Field(True, description="validate with the flip test, as the parser does")
+    decoding: HeatmapDecoding = Field("classic", description="validation's heatmap decoding")
 
 
 # ---------------------------------------------------------------- targets, augmentation, loss
@@ -361,6 +362,7 @@ def evaluate_pck(
     input_hw: tuple[int, int],
     threshold: float,
     flip_test: bool = True,
+    decoding: HeatmapDecoding = "classic",
     batch_size: int = 64,
 ) -> dict[str, float]:
     """PCK of `model` on the GT-box crops of `samples`, run and decoded by the frame parser's
@@ -375,7 +377,9 @@ def evaluate_pck(
         indices = np.arange(start, min(start + batch_size, len(samples)))
         boxes = samples.boxes_xyxy[indices]
         crops, crop_boxes = samples.crops(indices, boxes, input_hw)
-        keypoints = estimate_keypoints(network, crops, crop_boxes, flip_test=flip_test)
+        keypoints = estimate_keypoints(
+            network, crops, crop_boxes, flip_test=flip_test, decoding=decoding
+        )
         batch_hits, batch_counted = pck_hits(
             keypoints[..., :2], samples.keypoints_xyv[indices], boxes, threshold
         )
@@ -403,7 +407,12 @@ def train_pose(config: PoseConfig, resume: bool = False) -> dict[str, float]:
 
         def validate(model: nn.Module) -> dict[str, float]:
             return evaluate_pck(
-                model, val_samples, input_hw, config.pck_threshold, config.flip_test
+                model,
+                val_samples,
+                input_hw,
+                config.pck_threshold,
+                config.flip_test,
+                config.decoding,
             )
 
     model = models.build(config.arch, num_classes=len(COCO_KEYPOINT_NAMES))

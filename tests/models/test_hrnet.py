@@ -103,6 +103,48 @@ def test_decode_heatmaps_batch_and_keypoints() -> None:
     assert scores[1, 2].item() == pytest.approx(0.7) and scores[0, 0].item() == 0.0
 
 
+def _gaussian_map(centres_xy: list[tuple[float, float]], hw=(32, 24), sigma=2.0) -> torch.Tensor:
+    """1,K,H,W heatmaps, one Gaussian (peak 1) per keypoint at a sub-pixel centre."""
+    ys, xs = torch.meshgrid(
+        torch.arange(hw[0], dtype=torch.float32),
+        torch.arange(hw[1], dtype=torch.float32),
+        indexing="ij",
+    )
+    maps = [torch.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma**2)) for x, y in centres_xy]
+    return torch.stack(maps)[None]
+
+
+def test_dark_finds_the_sub_pixel_centre_the_quarter_rule_misses() -> None:
+    centres = [(10.3, 12.7), (5.8, 20.2), (15.5, 9.1)]
+    maps = _gaussian_map(centres)
+    dark, _ = hrnet.decode_heatmaps(maps, "dark")
+    classic, _ = hrnet.decode_heatmaps(maps, "classic")
+    truth = torch.tensor(centres)
+    assert (dark[0] - truth).abs().max() < 0.01
+    assert (classic[0] - truth).abs().max() > 0.2  # (15.5, 9.1) -> (15.25, 9.25)
+
+
+def test_dark_leaves_border_peaks_and_flat_maps_at_the_arg_max() -> None:
+    maps = torch.cat((_gaussian_map([(1.0, 0.6)]), torch.zeros(1, 1, 32, 24)), dim=1)
+    dark, scores = hrnet.decode_heatmaps(maps, "dark")
+    assert dark[0].tolist() == [[1.0, 1.0], [0.0, 0.0]]
+    assert scores[0, 1] == 0
+
+
+def test_unknown_heatmap_decoding_is_refused() -> None:
+    with pytest.raises(ModelError, match="heatmap decoding 'udp'"):
+        hrnet.decode_heatmaps(torch.zeros(1, 1, 8, 8), "udp")  # type: ignore[arg-type]
+
+
+def test_the_pose_settings_offer_exactly_the_decodings_hrnet_has() -> None:
+    from typing import get_args
+
+    from parsing.settings import PoseSettings
+
+    offered = get_args(PoseSettings.model_fields["decoding"].annotation)
+    assert offered == hrnet.HEATMAP_DECODINGS
+
+
 def test_unflip_heatmaps_mirrors_swaps_and_shifts() -> None:
     width = 48
     flipped = torch.zeros(1, 17, 64, width)

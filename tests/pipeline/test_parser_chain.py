@@ -26,7 +26,8 @@ PARSER = {
     },
     "pose": {
         "weights": "pose.safetensors", "engine": "tensorrt", "device": "cuda:0",
-        "precision": "int8", "threads": 0, "flip_test": False, "min_keypoint_score": 0.2,
+        "precision": "int8", "threads": 0, "flip_test": False, "decoding": "dark",
+        "min_keypoint_score": 0.2,
         "refine_person_boxes": False,
     },
     "parts": {
