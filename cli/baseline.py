@@ -5,6 +5,8 @@ set's most frequent state per (action, part type), ``--mode video-labels`` from 
 own part labels (`tps.labels`). Boxes and actions are the test ground truth's unless ``--boxes``
 takes the humans and parts of a prediction (a detector's) and ``--action most-frequent`` predicts
 the training set's most frequent action: the report's prior baseline, with no model for the action.
+``--action boxes`` keeps the ``--boxes`` prediction's action and replaces only its states: the
+parser without the part-label transform, from a run with it.
 """
 
 from __future__ import annotations

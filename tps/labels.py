@@ -38,8 +38,8 @@ MISSING_STATE = "none"
 
 BaselineMode = Literal["prior", "video-labels"]
 BASELINE_MODES: tuple[BaselineMode, ...] = ("prior", "video-labels")
-BaselineAction = Literal["gt", "most-frequent"]
-BASELINE_ACTIONS: tuple[BaselineAction, ...] = ("gt", "most-frequent")
+BaselineAction = Literal["gt", "most-frequent", "boxes"]
+BASELINE_ACTIONS: tuple[BaselineAction, ...] = ("gt", "most-frequent", "boxes")
 
 _TYPE_WORDS = "|".join(type_name.capitalize() for type_name in PART_TYPES)
 _LABEL = re.compile(rf"^(?P<action>.+?)_(?P<type>{_TYPE_WORDS})_(?P<state>.+)$")
@@ -233,7 +233,9 @@ def baseline(
         boxes: a detector's prediction for `test`: humans and part boxes are taken from it (frames
             it lacks stay missing) instead of the ground truth's.
         action: ``gt`` copies each test video's action; ``most-frequent`` predicts the training
-            set's most frequent action for every video (no model).
+            set's most frequent action for every video (no model); ``boxes`` keeps the action of
+            the `boxes` prediction (its states alone are replaced: a parser without the part-label
+            transform, from a run with it).
 
     Raises:
         LabelError: `mode` or `action` is unknown, or `boxes` lacks a test video.
@@ -244,12 +246,16 @@ def baseline(
         raise LabelError(
             f"baseline action {action!r}: expected one of {', '.join(BASELINE_ACTIONS)}"
         )
+    if action == "boxes" and boxes is None:
+        raise LabelError("baseline action 'boxes' takes the action of a prediction: give boxes")
     prior = PriorTable.fit(train) if mode == "prior" else None
     guess = most_frequent_action(train) if action == "most-frequent" else None
     labels: dict[str, str] = {}
     parts: dict[str, Frames[PredHuman]] = {}
     for video, true_action in test.labels.items():
-        labels[video] = guess or true_action
+        if boxes is not None and video not in boxes.labels:
+            raise LabelError(f"baseline boxes: the prediction lacks test video {video!r}")
+        labels[video] = boxes.labels[video] if action == "boxes" else guess or true_action
         frames = test.parts.get(video, {})
         if prior is None:
             states = video_states(frames)
@@ -257,8 +263,6 @@ def baseline(
             states = {type_name: prior.state(labels[video], type_name) for type_name in PART_TYPES}
         if boxes is None:
             parts[video] = {key: _oracle_humans(humans, states) for key, humans in frames.items()}
-        elif video not in boxes.labels:
-            raise LabelError(f"baseline boxes: the prediction lacks test video {video!r}")
         else:
             detected = boxes.parts.get(video, {})
             parts[video] = {key: _restated_humans(h, states) for key, h in detected.items()}

@@ -134,6 +134,17 @@ def test_baseline_on_detected_boxes_with_the_most_frequent_action():
         baseline(TRAIN, test, boxes=Prediction({}))
 
 
+def test_baseline_keeps_the_action_of_the_boxes_prediction():
+    test = GroundTruth({"t": "surfing_crowd"}, {"t": frames([human(head="raise")])})
+    detected = PredHuman((0.0, 0.0, 99.0, 99.0), {"head": PredPart((BOX,), ("raise",))})
+    boxes = Prediction({"t": "lunge"}, {"t": {frame_key(0): [detected]}})
+    restated = baseline(TRAIN, test, "prior", boxes=boxes, action="boxes")
+    assert restated.labels["t"] == "lunge"
+    assert restated.parts["t"][frame_key(0)][0].parts["head"].verbs == ("none",)  # lunge's prior
+    with pytest.raises(LabelError, match="give boxes"):
+        baseline(TRAIN, test, "prior", action="boxes")
+
+
 def test_baseline_rejects_unknown_mode():
     with pytest.raises(LabelError, match="baseline mode 'oracle'"):
         baseline(TRAIN, TRAIN, "oracle")
