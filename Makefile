@@ -43,16 +43,17 @@ data/train/gt_vid_result.json: | $(VENV)/.installed
 data/val/gt_vid_result.json: | $(VENV)/.installed
 	$(PY) run.py synth --out data/val --videos 100 --seed 1 --split test
 
-# $(1): folder under out/weights, $(2): recipe, $(3): config, $(4): the weights file it writes
+# $(1): folder under out/weights, $(2): recipe, $(3): config, $(4): the weights file it writes,
+# $(5): networks it needs (the part recipe paints the pose network's keypoints)
 define network
-out/weights/$(1)/$(4).safetensors: | $(SPLITS)
+out/weights/$(1)/$(4).safetensors: | $(SPLITS) $(5)
 	$(PY) run.py train $(2) -c configs/train/$(3).yaml --out out/weights/$(1) \
 		$(if $(THREADS),--set threads=$(THREADS)) $$$$([ -f out/weights/$(1)/last.pt ] && echo --resume)
 NETWORK_FILES += out/weights/$(1)/$(4).safetensors
 endef
 $(eval $(call network,person,person,person,person))
 $(eval $(call network,pose,pose,pose,pose))
-$(eval $(call network,parts,parts,parts,parts))
+$(eval $(call network,parts,parts,parts,parts,out/weights/pose/pose.safetensors))
 $(eval $(call network,csn_ir,csn,csn,csn))
 $(eval $(call network,csn_ip,csn,csn_ip,csn))
 
