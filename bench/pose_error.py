@@ -1,0 +1,111 @@
+"""Keypoint error of a pose checkpoint: how far, not only how often within a threshold.
+
+    python -m bench.pose_error --weights weights/pose.safetensors [--split data/val]
+        [--decoding dark] [--no-flip-test] [--out F]
+
+PCK@0.1 (the pose recipe's validation) counts a keypoint right within a tenth of the person box;
+the part boxes need more: a hand is about a twentieth of the person. This reports, on the same
+crops the recipe validates on (each annotated person's ground-truth box, `training.pose`'s
+samples) and through the parser's own `estimate_keypoints`, the median error as a share of the box
+height, the share within 0.025 and 0.05 of it, and the median error and median signed x / y
+offset per keypoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import emit
+from models.checkpoint import build_from_checkpoint, read_metadata
+from models.hrnet import HEATMAP_DECODINGS
+from parsing.frame_parser import estimate_keypoints
+from training.common import parser_network
+from training.pose import COCO_KEYPOINT_NAMES, load_samples
+
+BATCH = 64
+
+
+def keypoint_offsets(
+    weights: Path, split: Path, decoding: str, flip_test: bool, max_videos: int, frames: int
+) -> np.ndarray:
+    """(persons, 17, 2) predicted minus true keypoint, in box heights; NaN where unlabelled."""
+    model, _ = build_from_checkpoint(weights)
+    shape = json.loads(read_metadata(weights)["input_shape"])
+    input_hw = (shape[1], shape[2])
+    network = parser_network(model, input_hw)
+    samples = load_samples(split, frames, 4, max_videos)
+    offsets = []
+    for start in range(0, len(samples), BATCH):
+        indices = np.arange(start, min(start + BATCH, len(samples)))
+        boxes = samples.boxes_xyxy[indices]
+        crops, crop_boxes = samples.crops(indices, boxes, input_hw)
+        keypoints = estimate_keypoints(
+            network, crops, crop_boxes, flip_test=flip_test, decoding=decoding
+        )
+        truth = samples.keypoints_xyv[indices]
+        heights = (boxes[:, 3] - boxes[:, 1])[:, None, None]
+        offset = (keypoints[..., :2] - truth[..., :2]) / heights
+        offset[truth[..., 2] <= 0] = np.nan
+        offsets.append(offset)
+    return np.concatenate(offsets)
+
+
+def report(offsets: np.ndarray) -> dict[str, object]:
+    """The summary of (persons, 17, 2) offsets; a keypoint never labelled gets NaN figures."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmedian of an all-NaN column
+        return _summary(offsets)
+
+
+def _summary(offsets: np.ndarray) -> dict[str, object]:
+    errors = np.linalg.norm(offsets, axis=-1)  # NaN stays NaN
+    labelled = ~np.isnan(errors)
+
+    def share_within(limit: float) -> float:
+        return round(float((errors[labelled] < limit).mean()), 4)
+
+    return {
+        "keypoints": int(labelled.sum()),
+        "median_error": round(float(np.nanmedian(errors)), 4),
+        "within_0.025": share_within(0.025),
+        "within_0.05": share_within(0.05),
+        "within_0.1": share_within(0.1),
+        "per_keypoint": {
+            name: {
+                "median_error": round(float(np.nanmedian(errors[:, k])), 4),
+                "median_dx": round(float(np.nanmedian(offsets[:, k, 0])), 4),
+                "median_dy": round(float(np.nanmedian(offsets[:, k, 1])), 4),
+            }
+            for k, name in enumerate(COCO_KEYPOINT_NAMES)
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weights", type=Path, required=True, help="pose checkpoint (HRNet)")
+    parser.add_argument("--split", type=Path, default=Path("data/val"))
+    parser.add_argument("--decoding", choices=HEATMAP_DECODINGS, default=HEATMAP_DECODINGS[0])
+    parser.add_argument("--no-flip-test", dest="flip_test", action="store_false")
+    parser.add_argument("--max-videos", type=int, default=50)
+    parser.add_argument("--frames-per-video", type=int, default=2)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    offsets = keypoint_offsets(
+        args.weights,
+        args.split,
+        args.decoding,
+        args.flip_test,
+        args.max_videos,
+        args.frames_per_video,
+    )
+    emit({"weights": str(args.weights), "decoding": args.decoding, **report(offsets)}, args.out)
+
+
+if __name__ == "__main__":
+    main()
