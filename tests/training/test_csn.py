@@ -249,7 +249,7 @@ def tiny_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_config_files_validate(tiny_split: Path, name: str) -> None:
     data = yaml.safe_load((REPO / "configs/train" / name).read_text())
     config = CsnConfig.model_validate({**data, "data": tiny_split, "val_data": tiny_split})
-    assert config.input_shape == (3, 8, 64, 64) and config.mode == "shared"
+    assert config.input_shape == (3, 12, 64, 64) and config.mode == "shared"
     assert config.clips == "person" and config.arch in models.names()
 
 
