@@ -23,11 +23,7 @@ import numpy as np
 from bench.common import emit
 from models.checkpoint import build_from_checkpoint, read_metadata
 from models.hrnet import HEATMAP_DECODINGS
-from parsing.frame_parser import estimate_keypoints
-from training.common import parser_network
-from training.pose import COCO_KEYPOINT_NAMES, load_samples
-
-BATCH = 64
+from training.pose import COCO_KEYPOINT_NAMES, load_samples, predict_keypoints
 
 
 def keypoint_offsets(
@@ -36,23 +32,13 @@ def keypoint_offsets(
     """(persons, 17, 2) predicted minus true keypoint, in box heights; NaN where unlabelled."""
     model, _ = build_from_checkpoint(weights)
     shape = json.loads(read_metadata(weights)["input_shape"])
-    input_hw = (shape[1], shape[2])
-    network = parser_network(model, input_hw)
     samples = load_samples(split, frames, 4, max_videos)
-    offsets = []
-    for start in range(0, len(samples), BATCH):
-        indices = np.arange(start, min(start + BATCH, len(samples)))
-        boxes = samples.boxes_xyxy[indices]
-        crops, crop_boxes = samples.crops(indices, boxes, input_hw)
-        keypoints = estimate_keypoints(
-            network, crops, crop_boxes, flip_test=flip_test, decoding=decoding
-        )
-        truth = samples.keypoints_xyv[indices]
-        heights = (boxes[:, 3] - boxes[:, 1])[:, None, None]
-        offset = (keypoints[..., :2] - truth[..., :2]) / heights
-        offset[truth[..., 2] <= 0] = np.nan
-        offsets.append(offset)
-    return np.concatenate(offsets)
+    keypoints = predict_keypoints(model, samples, (shape[1], shape[2]), flip_test, decoding)
+    truth = samples.keypoints_xyv
+    heights = (samples.boxes_xyxy[:, 3] - samples.boxes_xyxy[:, 1])[:, None, None]
+    offsets = (keypoints[..., :2] - truth[..., :2]) / heights
+    offsets[truth[..., 2] <= 0] = np.nan
+    return offsets
 
 
 def report(offsets: np.ndarray) -> dict[str, object]:

@@ -356,6 +356,27 @@ def pose_step_loss(loss_weight: float) -> Callable[[nn.Module, PoseBatch], dict[
     return step
 
 
+def predict_keypoints(
+    model: nn.Module,
+    samples: PoseSamples,
+    input_hw: tuple[int, int],
+    flip_test: bool = True,
+    decoding: HeatmapDecoding = "classic",
+    batch_size: int = 64,
+) -> np.ndarray:
+    """(N, 17, 3) keypoints of `model` on the GT-box crops of `samples`, run and decoded by the
+    frame parser's `estimate_keypoints` (the model is left in eval mode)."""
+    network = parser_network(model, input_hw)
+    keypoints = []
+    for start in range(0, len(samples), batch_size):
+        indices = np.arange(start, min(start + batch_size, len(samples)))
+        crops, crop_boxes = samples.crops(indices, samples.boxes_xyxy[indices], input_hw)
+        keypoints.append(
+            estimate_keypoints(network, crops, crop_boxes, flip_test=flip_test, decoding=decoding)
+        )
+    return np.concatenate(keypoints) if keypoints else np.zeros((0, 17, 3), np.float32)
+
+
 def evaluate_pck(
     model: nn.Module,
     samples: PoseSamples,
@@ -363,28 +384,16 @@ def evaluate_pck(
     threshold: float,
     flip_test: bool = True,
     decoding: HeatmapDecoding = "classic",
-    batch_size: int = 64,
 ) -> dict[str, float]:
-    """PCK of `model` on the GT-box crops of `samples`, run and decoded by the frame parser's
-    `estimate_keypoints` (the model is left in eval mode).
+    """PCK of `model` on the GT-box crops of `samples` (`predict_keypoints`).
 
     Returns:
         {"pck": share of correct keypoints, "keypoints": keypoints counted}.
     """
-    network = parser_network(model, input_hw)
-    hits = counted = 0
-    for start in range(0, len(samples), batch_size):
-        indices = np.arange(start, min(start + batch_size, len(samples)))
-        boxes = samples.boxes_xyxy[indices]
-        crops, crop_boxes = samples.crops(indices, boxes, input_hw)
-        keypoints = estimate_keypoints(
-            network, crops, crop_boxes, flip_test=flip_test, decoding=decoding
-        )
-        batch_hits, batch_counted = pck_hits(
-            keypoints[..., :2], samples.keypoints_xyv[indices], boxes, threshold
-        )
-        hits += batch_hits
-        counted += batch_counted
+    keypoints = predict_keypoints(model, samples, input_hw, flip_test, decoding)
+    hits, counted = pck_hits(
+        keypoints[..., :2], samples.keypoints_xyv, samples.boxes_xyxy, threshold
+    )
     return {"pck": hits / counted if counted else math.nan, "keypoints": float(counted)}
 
 
