@@ -1,4 +1,5 @@
-"""Network definitions (CSN, HRNet, YOLOF), a registry of builders and checkpoint loading.
+"""Network definitions (CSN, HRNet, YOLOF, the part refiner), a registry of builders and
+checkpoint loading.
 
 Importing the package registers every builder:
 
@@ -7,7 +8,7 @@ Importing the package registers every builder:
     models.load_checkpoint(model, "ircsn.pth", reinit_head=True)
 """
 
-from models import csn, hrnet, yolof
+from models import csn, hrnet, part_refiner, yolof
 from models.checkpoint import (
     LoadReport,
     build_from_checkpoint,
@@ -27,6 +28,7 @@ __all__ = [
     "hrnet",
     "load_checkpoint",
     "names",
+    "part_refiner",
     "read_checkpoint",
     "read_metadata",
     "register",

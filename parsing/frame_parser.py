@@ -25,8 +25,9 @@ from parsing.crops import crop_points_to_frame
 from parsing.inputs import frame_tensor, normalize_batch, part_crops, pose_crops
 from parsing.keypoint_parts import keypoint_parts
 from parsing.networks import Network, load_network
+from parsing.part_refining import PartRefinerStage
 from parsing.real_models import LIGHTNING, MULTIPOSE, ROLES, THUNDER, MultiPose, Poses, SinglePose
-from parsing.results import HumanResult, PartResult
+from parsing.results import HumanResult, PartBoxes, PartResult
 from parsing.settings import (
     NetworkSettings,
     ParserSettings,
@@ -39,10 +40,6 @@ from tps.vocabulary import PARTS
 NUM_KEYPOINTS = 17
 PART_NMS_IOU = 0.6
 MAX_PART_CANDIDATES = 100
-
-PartBoxes = dict[str, tuple[np.ndarray, float]]
-"""One person's parts: part name -> ((4,) float32 box in frame pixels, score: the detector's,
-or the keypoints' for a box derived from them)."""
 
 
 @dataclass(frozen=True)
@@ -283,10 +280,13 @@ class PartDetector:
     ``detector``: the part detector (YOLOF) on each person's (painted) crop; ``keypoints``: the
     boxes `parsing.keypoint_parts` derives from the pose, no network; ``fallback``: the
     detector's boxes, and for each part it did not find with a score of at least
-    ``fallback_score``, the keypoint box of that part when the pose gives one.
+    ``fallback_score``, the keypoint box of that part when the pose gives one. With a refiner
+    (`parsing.part_refining`), the hands and feet found are then placed again.
     """
 
-    def __init__(self, network: Network | None, settings: PartSettings) -> None:
+    def __init__(
+        self, network: Network | None, settings: PartSettings, refiner: Network | None = None
+    ) -> None:
         """Raises ValueError: a detecting mode without a network, or a network it would not run."""
         if (network is None) == settings.uses_network:
             raise ValueError(
@@ -295,21 +295,27 @@ class PartDetector:
             )
         self.network, self.settings = network, settings
         self.part_names: list[str] = list(network.classes) if network is not None else list(PARTS)
+        self.refiner = PartRefinerStage(refiner) if refiner is not None else None
 
     @classmethod
     def load(
         cls, settings: PartSettings, load: Callable[[NetworkSettings], Network] = load_network
     ) -> PartDetector:
-        """The stage, with its network loaded by `load` only in a mode that runs one."""
-        return cls(load(settings) if settings.uses_network else None, settings)
+        """The stage, with its networks loaded by `load` only where the settings run them."""
+        return cls(
+            load(settings) if settings.uses_network else None,
+            settings,
+            load(settings.refiner) if settings.refiner is not None else None,
+        )
 
     def __call__(self, frame_rgb: np.ndarray, persons: Persons) -> list[PartBoxes]:
         """Parts of each person of one frame, in frame pixels."""
         if len(persons.scores) == 0:
             return []
         if self.network is None:
-            return self._from_keypoints(frame_rgb, persons)
-        found = self._detect(self.network, frame_rgb, persons)
+            found = self._from_keypoints(frame_rgb, persons)
+        else:
+            found = self._detect(self.network, frame_rgb, persons)
         if self.settings.mode == "fallback":
             floor = self.settings.fallback_score
             for detected, derived in zip(
@@ -318,6 +324,8 @@ class PartDetector:
                 for name, (box, score) in derived.items():
                     if name not in detected or detected[name][1] < floor:
                         detected[name] = (box, score)
+        if self.refiner is not None:
+            found = self.refiner(frame_tensor(frame_rgb), persons.boxes_xyxy, found)
         return found
 
     def _from_keypoints(self, frame_rgb: np.ndarray, persons: Persons) -> list[PartBoxes]:

@@ -18,8 +18,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+import numpy as np
+
 from tps.vocabulary import PART_TYPES, PARTS
 
+PartBoxes = dict[str, tuple[np.ndarray, float]]
+"""One person's parts as the part stage finds them: part name -> ((4,) float32 box in frame
+pixels, score: the detector's, or the keypoints' for a box derived from them)."""
 Box = tuple[float, float, float, float]
 """``(x1, y1, x2, y2)`` in frame pixels."""
 

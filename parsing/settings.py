@@ -93,6 +93,11 @@ class PartSettings(NetworkSettings):
         description="fallback mode: a detector box scoring below this is replaced by the"
         " keypoint box of its part (when the keypoints give one)",
     )
+    refiner: NetworkSettings | None = Field(
+        None,
+        description="part refiner (models.part_refiner) run on the hands and feet found, in any"
+        " mode; null: the boxes as found (the report's way)",
+    )
 
     @model_validator(mode="after")
     def _weights_when_detecting(self) -> PartSettings:

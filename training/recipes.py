@@ -16,6 +16,7 @@ from training.csn import CsnConfig, train_csn
 from training.parts import PartsConfig, train_parts
 from training.person import PersonConfig, train_person
 from training.pose import PoseConfig, train_pose
+from training.refiner import RefinerConfig, train_refiner
 
 
 @dataclass(frozen=True)
@@ -38,4 +39,5 @@ RECIPES: dict[str, Recipe] = {
     "parts": Recipe(PartsConfig, train_parts, "YOLOF part detector on painted person crops"),
     "pose": Recipe(PoseConfig, train_pose, "HRNet heatmaps on GT person crops"),
     "csn": Recipe(CsnConfig, train_csn, "CSN clip classifier: video action + 6 part labels"),
+    "refiner": Recipe(RefinerConfig, train_refiner, "part refiner: hand and foot boxes in patches"),
 }

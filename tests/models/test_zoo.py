@@ -17,6 +17,7 @@ from engines.base import named_outputs
 from engines.onnx_export import export_onnx
 from models.csn import CSN
 from models.hrnet import HRNet
+from models.part_refiner import PartRefiner
 from models.yolof import YOLOF
 
 NUM_CLASSES = 5
@@ -30,7 +31,9 @@ EXACT_PARAMETERS = {
 # Counts DESIGN.md gives rounded to 0.01M.
 ROUNDED_PARAMETERS_M = {"yolof_r50": 44.16, "yolof_r101": 63.15}
 # Paper-size models run on the meta device only: full shape math, no compute.
-REAL_FORWARD = ("ir_csn_tiny", "ip_csn_tiny", "hrnet_tiny", "yolof_tiny", "yolof_tiny_dc5")
+REAL_FORWARD = (
+    "ir_csn_tiny", "ip_csn_tiny", "hrnet_tiny", "yolof_tiny", "yolof_tiny_dc5", "part_refiner_tiny",
+)  # fmt: skip
 
 
 def _expected_shapes(model: nn.Module, batch: int, classes: int) -> list[tuple[int, ...]]:
@@ -45,6 +48,8 @@ def _expected_shapes(model: nn.Module, batch: int, classes: int) -> list[tuple[i
         grid = (height // model.stride, width // model.stride)
         anchors = len(model.anchor_sizes)
         return [(batch, anchors * classes, *grid), (batch, anchors * 4, *grid)]
+    if isinstance(model, PartRefiner):
+        return [(batch, classes, 4)]
     raise AssertionError(f"no expected output shape for {type(model).__name__}; add its family")
 
 
