@@ -170,11 +170,24 @@ class SupervisedStream:
         metrics.queue_depth(self.stream, "in_flight", table.in_flight(self.stream))
 
     def flush(self) -> None:
-        """Asked to stop: a running attempt is sent end-of-stream, one waiting stops now."""
-        if self.graph is not None:
+        """Asked to stop: a running attempt that has delivered a frame is sent end-of-stream (it
+        ends once its frames in flight are through); one that has not, and one waiting, stop now.
+
+        An attempt with no frame in yet has nothing to flush, and its decodebin may still be
+        setting the demuxer up: an end-of-stream there reaches the demuxer (or typefind) as the
+        file's end in mid-setup (GStreamer 1.22), which then fails ("typefind: Internal data
+        stream error", "This file contains no playable streams") or loses its error and waits for
+        ever. A looping file restarts every loop, so a stop often lands on a fresh attempt.
+        """
+        if self.graph is not None and self._delivered():
             self.graph.pipeline.send_event(Gst.Event.new_eos())
         elif not self.done:
+            self.teardown()
             self._stopped("stopped on request")
+
+    def _delivered(self) -> bool:
+        """Whether a frame of the running attempt has come out of its decoder (into the stamp)."""
+        return self.context.frames_in[self.stream] > self.first_index
 
     def abandon(self) -> None:
         """The stop grace has run out: whatever has not flushed is torn down."""
@@ -190,7 +203,7 @@ class SupervisedStream:
         graph.pipeline.set_state(Gst.State.NULL)
         if graph.video_path is None:
             return
-        if self.context.frames_in[self.stream] > self.first_index:
+        if self._delivered():
             self.context.video_paths.setdefault(self.stream, []).append(graph.video_path)
         else:  # the muxer made the file on starting: an empty one is no video
             graph.video_path.unlink(missing_ok=True)
