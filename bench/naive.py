@@ -61,12 +61,11 @@ class NaiveParser:
         self.networks: list[Network] = []
         person = self._load(settings.person)
         pose = self._load(settings.pose)
-        parts = self._load(settings.parts)
         clip = settings.clip
         csns = [self._load(network) for network in clip.networks]
         self.person = PersonDetector(person, settings.person)
         self.pose = PoseEstimator(pose, settings.pose)
-        self.parts = PartDetector(parts, settings.parts)
+        self.parts = PartDetector.load(settings.parts, self._load)
         self.windowing = ClipWindowing(
             ClipEnsemble(csns, [n.head_weights for n in clip.networks]),
             hop=clip.hop,

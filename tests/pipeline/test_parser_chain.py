@@ -34,6 +34,7 @@ PARSER = {
         **NETWORK, "weights": 'a dir/"parts".safetensors', "mode": "fallback", "paint": False,
         "paint_min_score": 0.1, "score_threshold": 0.2, "keypoint_min_score": 0.4,
         "fallback_score": 0.5,
+        "refiner": {"weights": "refiner.safetensors", "engine": "tensorrt", "precision": "fp16"},
     },
     "clip": {
         "networks": [
