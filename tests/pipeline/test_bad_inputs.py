@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +23,14 @@ import torch
 import yaml
 import zmq
 
+import plugins.sinks
+import transport.zmq
 from cli.main import main
 from media.gst import init
 from pipeline.runner import Runner
 from tests.pipeline.test_runner import by_stream, make_config, run_with_subscriber
 from tps.synth.encode import encode_h264
-from transport.zmq import EventSubscriber
+from transport.zmq import Endpoint, EventPublisher, EventSubscriber
 
 from gi.repository import Gst  # isort: skip  (media.gst has required the version)
 
@@ -310,27 +313,57 @@ def test_a_subscriber_that_comes_and_goes_does_not_disturb_the_run(random_weight
     assert by_stream(events, "live", "frame"), "the steady subscriber kept receiving"
 
 
-STALLED_RCVBUF = 1024
-"""Socket buffer of the subscriber that never reads, so little waits in the kernel for it."""
+STALLED_BUF = 1024
+"""SO_SNDBUF of the run's socket and SO_RCVBUF of the subscriber that never reads (the kernel
+rounds both up to its minimum, a few KB). Left alone, Linux grows the publisher's TCP send buffer
+to ~1 MB for a stalled peer (measured: 1.09 MB queued there), which a short test never fills: its
+~30 events of ~1.5 KB would all be accepted."""
 STALLED_HWM = 1
-"""The run's queue per subscriber: full after one unsent event (kernel buffers hold ~1 MB more,
-more than a short test publishes, so a roomy queue would hide the refusals)."""
+"""The run's queue per subscriber: full after one unsent event."""
+FILLER = bytes(1 << 20)
+"""Published before the run starts until the stalled queue is full (not through the run's sink,
+so the metric counts only the run's own events)."""
+FILL_REFUSALS = 3
+FILL_SETTLE_S = 0.1
 
 
-def test_a_subscriber_that_never_reads_never_blocks_the_run(random_weights, tmp_path):
+def test_a_subscriber_that_never_reads_never_blocks_the_run(random_weights, tmp_path, monkeypatch):
     config = live_config(random_weights, tmp_path)
     config = config.model_copy(
         update={"publish": config.publish.model_copy(update={"hwm": STALLED_HWM})}
     )
-    runner = Runner(config)
     context = zmq.Context()
     stalled = context.socket(zmq.SUB)
+    stalled.setsockopt(zmq.RCVHWM, 1)
+    stalled.setsockopt(zmq.RCVBUF, STALLED_BUF)
+    stalled.setsockopt(zmq.SUBSCRIBE, b"")
+
+    open_socket = transport.zmq._open
+
+    def open_small(socket: zmq.Socket, endpoint: Endpoint) -> str:
+        # before the bind: libzmq copies a socket's options into its listener when it binds
+        socket.setsockopt(zmq.SNDBUF, STALLED_BUF)
+        return open_socket(socket, endpoint)
+
+    def publisher(endpoint: str, **options) -> EventPublisher:
+        """The run's publisher, with the stalled subscriber listening before the first event (a
+        live run does not wait for subscribers; events sent before it connects never queue)."""
+        made = EventPublisher(endpoint, **options)
+        stalled.connect(made.endpoint)
+        assert made.wait_for_subscriber(GST_WAIT_S), "the stalled subscriber never subscribed"
+        # Fill its queue first, so every event of the run meets a full queue however few a loaded
+        # machine parses: a refusal that outlasts FILL_SETTLE_S is no longer ZeroMQ's I/O thread
+        # being late (a filler far larger than the kernel buffers can never be written out).
+        refused = 0
+        while refused < FILL_REFUSALS:
+            refused = 0 if made.publish("filler", FILLER) else refused + 1
+            time.sleep(FILL_SETTLE_S if refused else 0)
+        return made
+
+    monkeypatch.setattr(transport.zmq, "_open", open_small)
+    monkeypatch.setattr(plugins.sinks, "EventPublisher", publisher)
     try:
-        stalled.setsockopt(zmq.RCVHWM, 1)
-        stalled.setsockopt(zmq.RCVBUF, STALLED_RCVBUF)
-        stalled.setsockopt(zmq.SUBSCRIBE, b"")
-        stalled.connect(config.publish.endpoint)  # ZeroMQ connects once the run has bound
-        report = runner.run()  # returns: publish never waits for the reader
+        report = Runner(config).run()  # returns: publish never waits for the reader
     finally:
         context.destroy(linger=0)
     assert report.states == {"live": "eos"} and not report.failed
