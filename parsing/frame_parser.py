@@ -312,10 +312,11 @@ class PartDetector:
         """Parts of each person of one frame, in frame pixels."""
         if len(persons.scores) == 0:
             return []
+        frame_chw = frame_tensor(frame_rgb) if self.network or self.refiner else None
         if self.network is None:
             found = self._from_keypoints(frame_rgb, persons)
         else:
-            found = self._detect(self.network, frame_rgb, persons)
+            found = self._detect(self.network, frame_chw, persons)
         if self.settings.mode == "fallback":
             floor = self.settings.fallback_score
             for detected, derived in zip(
@@ -325,7 +326,7 @@ class PartDetector:
                     if name not in detected or detected[name][1] < floor:
                         detected[name] = (box, score)
         if self.refiner is not None:
-            found = self.refiner(frame_tensor(frame_rgb), persons.boxes_xyxy, found)
+            found = self.refiner(frame_chw, persons.boxes_xyxy, found)
         return found
 
     def _from_keypoints(self, frame_rgb: np.ndarray, persons: Persons) -> list[PartBoxes]:
@@ -339,10 +340,12 @@ class PartDetector:
             for box, keypoints in zip(persons.boxes_xyxy, persons.keypoints_xys, strict=True)
         ]
 
-    def _detect(self, network: Network, frame_rgb: np.ndarray, persons: Persons) -> list[PartBoxes]:
+    def _detect(
+        self, network: Network, frame_chw: torch.Tensor, persons: Persons
+    ) -> list[PartBoxes]:
         input_hw = network.input_hw
         crops, crop_boxes = part_crops(
-            frame_tensor(frame_rgb),
+            frame_chw,
             persons.boxes_xyxy,
             persons.keypoints_xys,
             input_hw,
