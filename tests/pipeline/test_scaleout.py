@@ -54,7 +54,8 @@ STREAMS_PER_WORKER = 2
 FRAMES = 40
 """Frames of each synthetic stream: long enough that a worker is killed mid-stream."""
 KILL_AFTER_FRAMES = 3
-"""Every stream has published this many frames when a worker is killed."""
+"""Every stream has published this many frames (and its ``playing`` status) when a worker is
+killed."""
 PROGRESS_FRAMES = 3
 """Frames every surviving stream must publish in each observation window after the kill."""
 
@@ -371,9 +372,15 @@ def test_three_workers_behind_a_broker_cover_every_stream_once_and_survive_a_kil
             )  # fmt: skip
 
         workers = [worker(index) for index in range(WORKERS)]
+        # "playing" comes from the runner's supervision loop once it reads the pipeline's state
+        # change off the bus, while the streaming threads already publish frames: under load
+        # several frames can precede it, so the kill waits for both
         collector.wait_until(
-            lambda: all(len(collector.frames(s)) >= KILL_AFTER_FRAMES for s in ids),
-            "every stream's first frames",
+            lambda: all(
+                len(collector.frames(s)) >= KILL_AFTER_FRAMES and "playing" in collector.states(s)
+                for s in ids
+            ),
+            "every stream's first frames and its playing status",
         )
         victim = 1
         victims = [s for s in ids if shard_of(s, WORKERS) == victim]
