@@ -195,7 +195,7 @@ def evaluate_refiner(
             inclusive_iou(box, truth)
             for box, truth in zip(boxes, samples.boxes[indices], strict=True)
         )
-    values = np.asarray(ious)
+    values = np.asarray(ious).clip(min=0)  # the scorer's -1 (no overlap) is no IoU
     return {
         "iou50": float((values >= AP50_IOU).mean()) if len(values) else math.nan,
         "mean_iou": float(values.mean()) if len(values) else math.nan,

@@ -83,6 +83,13 @@ def test_the_loss_is_the_l1_of_the_edges_of_the_parts_type():
     assert loss == pytest.approx(0.2, abs=1e-6)  # both x edges of type 1 move by 0.1
 
 
+def test_a_refined_box_off_its_part_counts_as_iou_zero(tiny_split):
+    corner = torch.tensor([0.02, 0.02, np.log(0.01), np.log(0.01)], dtype=torch.float32)
+    config = _config(tiny_split, input_size=32, patch_scale=0.6, guess_noise=0.0)
+    metrics = evaluate_refiner(Fixed(torch.stack((corner, corner))), _bright_parts(), config)
+    assert metrics == {"iou50": 0.0, "mean_iou": 0.0}  # not the scorer's -1 for no overlap
+
+
 def test_config_file_validates(tiny_split, tmp_path):
     data = yaml.safe_load((REPO / "configs/train/refiner.yaml").read_text())
     config = RefinerConfig.model_validate({**data, "data": tiny_split, "val_data": tiny_split})
