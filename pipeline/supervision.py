@@ -35,6 +35,12 @@ LIVE_KINDS = ("rtsp", "v4l2")
 """Source kinds that reconnect: their end or failure is usually the network's or the camera's."""
 BUS_MESSAGES = Gst.MessageType.EOS | Gst.MessageType.ERROR | Gst.MessageType.STATE_CHANGED
 """What a stream's bus is watched for."""
+BUS_DRAIN_MAX = 256
+"""Most messages one stream's bus is read for in one round of the supervision loop. A start alone
+puts some 60 on it (every element's state changes, the pipeline's own PLAYING last); taken one a
+round, the ``playing`` status trailed the pipeline by tens of rounds, and a slow loop counted time
+already spent playing against the start timeout. The bound keeps one stream flooding its bus from
+starving the others: reading it costs a few milliseconds of a round at most."""
 LOST_ERROR_S = 1.0
 """How long a decodebin must sit with its demuxer stopped and no stream before the demuxer's
 error is taken as lost (`stalled_demuxer`)."""
@@ -124,11 +130,22 @@ class SupervisedStream:
         return True
 
     def poll(self, wait_ns: int) -> None:
-        """Take the next message off the running attempt's bus, waiting at most `wait_ns`."""
+        """Handle what waits on the running attempt's bus, at most `BUS_DRAIN_MAX` messages,
+        waiting at most `wait_ns` for the first; stops at a message that ends the attempt (the
+        rest of its bus goes with it)."""
         graph = self.graph
-        message = graph.pipeline.get_bus().timed_pop_filtered(wait_ns, BUS_MESSAGES)
-        if message is None:
-            return
+        bus = graph.pipeline.get_bus()
+        message = bus.timed_pop_filtered(wait_ns, BUS_MESSAGES)
+        handled = 0
+        while message is not None:
+            self._handle(graph, message)
+            handled += 1
+            if self.graph is not graph or handled == BUS_DRAIN_MAX:
+                return
+            message = bus.timed_pop_filtered(0, BUS_MESSAGES)
+
+    def _handle(self, graph: StreamGraph, message: Gst.Message) -> None:
+        """One message of the running attempt's bus: playing, its end, or its failure."""
         if message.type == Gst.MessageType.STATE_CHANGED:
             if message.src == graph.pipeline:
                 _, new, _ = message.parse_state_changed()
