@@ -3,9 +3,10 @@
 Scores the config's two clip networks (``parser.clip.networks``) on the labelled videos of a
 validation split, fits each head's weights there (`training.ensemble.fit_head_weights`; never fit
 them on the test split) and prints, per head, the video accuracy of each network alone, of the
-config's weights and of the fitted ones, then the fitted weights as one JSON line. With
-``--write`` the config's ``head_weights:`` lines (one per network, on one line each) are replaced
-by the fitted weights; the rest of the file, comments included, is left as it is.
+config's weights and of the fitted ones, the log loss of the last two (it decides accuracy ties),
+then the fitted weights as one JSON line. With ``--write`` the config's ``head_weights:`` lines
+(one per network, on one line each) are replaced by the fitted weights; the rest of the file,
+comments included, is left as it is.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from pathlib import Path
 from parsing.settings import ClipNetworkSettings
 from pipeline.config import DEMO_CONFIG, ConfigError, RawConfig, load_config, validate
 from pipeline.settings import PipelineConfig
-from training.ensemble import FINAL_CLIPS, ensemble_scores, fit_head_weights, weighted_accuracy
+from training.ensemble import (
+    FINAL_CLIPS,
+    ensemble_scores,
+    fit_head_weights,
+    weighted_accuracy,
+    weighted_log_loss,
+)
 
 HEAD_WEIGHTS_LINE = re.compile(r"^(?P<indent>[ \t-]*)head_weights:\s*\{[^{}]*\}[ \t]*(#.*)?$")
 """A one-line flow mapping ``head_weights: {video: 1.0, ...}`` (a trailing comment is dropped)."""
@@ -78,7 +85,11 @@ def handle(args: argparse.Namespace) -> int:
     fitted = fit_head_weights(scores)
     configured = [network.head_weights for network in networks]
     names = [network.weights.stem for network in networks]
-    print(f"{'head':6} " + " ".join(f"{name:>12}" for name in names) + "   config   fitted")
+    print(
+        f"{'head':6} "
+        + " ".join(f"{name:>12}" for name in names)
+        + "   config   fitted   (log loss: config fitted)"
+    )
     for head in fitted[0]:
         alone = [score.accuracy(head) for score in scores]
         print(
@@ -86,6 +97,8 @@ def handle(args: argparse.Namespace) -> int:
             + " ".join(f"{value:12.3f}" for value in alone)
             + f"   {weighted_accuracy(scores, configured, head):6.3f}"
             + f"   {weighted_accuracy(scores, fitted, head):6.3f}"
+            + f"   {weighted_log_loss(scores, configured, head):8.4f}"
+            + f" {weighted_log_loss(scores, fitted, head):6.4f}"
         )
     print(json.dumps({"videos": len(scores[0].videos), "head_weights": fitted}))
     if args.write:

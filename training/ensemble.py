@@ -5,8 +5,10 @@ weights (`parsing.clip_parser.ClipEnsemble`). The report's weights (video 7:1 ip
 fitted to its networks; ours differ, so the weights are fitted again: each network scores every
 video of the split once (`training.csn.score_videos`: 7 clips spread over each person, the
 persons averaged, the parser's whole-stream decision), then for each head a grid over the share of
-the first network picks the one with the best video accuracy. Ties go to the share nearest equal
-weights, so a head the split cannot separate keeps the plain average.
+the first network picks the one with the best video accuracy. A validation split of 100 videos
+often ties accuracy over most of the grid (both networks right on 97 of them), so ties go to the
+share with the lowest log loss of the true class, which still sees how sure the mixture is; only
+where that ties too (identical networks) the share nearest equal weights wins.
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ from parsing.clip_parser import ClipEnsemble
 from parsing.networks import Network, load_network
 from parsing.settings import ClipNetworkSettings
 from training.common import TrainError
-from training.csn import CsnConfig, VideoScores, load_videos, score_videos
+from training.csn import UNKNOWN_LABEL, CsnConfig, VideoScores, load_videos, score_videos
 from training.data import Split
 
 FINAL_CLIPS = 7
 """Clips per person, as the parser's whole-stream decision (`tpsclip` final-clips)."""
 GRID_STEPS = 20
 """The first network's share is tried at 0, 1/20, ..., 1."""
+LOG_LOSS_DECIMALS = 9
+"""Log losses equal to this many decimals tie (identical networks differ only by rounding)."""
+PROBABILITY_FLOOR = 1e-12
+"""A true class given probability 0 costs -log(1e-12), not infinity."""
 
 
 def _clip_config(network: Network, split: Path) -> CsnConfig:
@@ -73,25 +79,47 @@ def fit_head_weights(
     shares = np.linspace(0.0, 1.0, steps + 1)
     fitted: list[dict[str, float]] = [{}, {}]
     for head in scores[0].probabilities:
-        accuracies = [
-            weighted_accuracy(scores, [{head: share}, {head: 1.0 - share}], head)
-            for share in shares
+        candidates = [[{head: share}, {head: 1.0 - share}] for share in shares]
+        ranks = [
+            (
+                weighted_accuracy(scores, weights, head),
+                -round(weighted_log_loss(scores, weights, head), LOG_LOSS_DECIMALS),
+                -abs(share - 0.5),
+            )
+            for share, weights in zip(shares, candidates, strict=True)
         ]
-        best = max(
-            range(len(shares)), key=lambda i: (accuracies[i], -abs(shares[i] - 0.5))
-        )  # ties: nearest equal weights
+        best = max(range(len(shares)), key=ranks.__getitem__)
         fitted[0][head] = round(float(shares[best]), 3)
         fitted[1][head] = round(1.0 - float(shares[best]), 3)
     return fitted
+
+
+def mixed_probabilities(
+    scores: Sequence[VideoScores], weights: Sequence[dict[str, float]], head: str
+) -> np.ndarray:
+    """(V, K) probabilities of `head`, the networks averaged by `weights` (missing: 1.0)."""
+    per_network = [w.get(head, 1.0) for w in weights]
+    total = sum(per_network)
+    if total <= 0:
+        raise TrainError(f"head {head!r}: the ensemble weights sum to {total}")
+    return sum(w * s.probabilities[head] for w, s in zip(per_network, scores, strict=True)) / total
 
 
 def weighted_accuracy(
     scores: Sequence[VideoScores], weights: Sequence[dict[str, float]], head: str
 ) -> float:
     """Video accuracy of `head` with the networks averaged by `weights` (missing: 1.0)."""
-    per_network = [w.get(head, 1.0) for w in weights]
-    total = sum(per_network)
-    if total <= 0:
-        raise TrainError(f"head {head!r}: the ensemble weights sum to {total}")
-    mixed = sum(w * s.probabilities[head] for w, s in zip(per_network, scores, strict=True))
-    return scores[0].accuracy(head, mixed / total)
+    return scores[0].accuracy(head, mixed_probabilities(scores, weights, head))
+
+
+def weighted_log_loss(
+    scores: Sequence[VideoScores], weights: Sequence[dict[str, float]], head: str
+) -> float:
+    """Mean negative log probability of the true class of `head` under the weighted mixture,
+    over the videos whose class the networks know (0.0 when there are none)."""
+    targets = scores[0].targets[head]
+    known = targets != UNKNOWN_LABEL
+    if not known.any():
+        return 0.0
+    mixed = mixed_probabilities(scores, weights, head)[known, targets[known]]
+    return float(-np.log(np.clip(mixed, PROBABILITY_FLOOR, 1.0)).mean())

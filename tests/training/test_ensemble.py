@@ -12,6 +12,7 @@ from tests.training.test_pose import make_tiny_split
 from tps.formats import read_gt
 from training.common import TrainError, seed_everything
 from training.csn import (
+    UNKNOWN_LABEL,
     CsnConfig,
     VideoScores,
     build_network,
@@ -19,7 +20,12 @@ from training.csn import (
     save_networks,
     video_labels,
 )
-from training.ensemble import ensemble_scores, fit_head_weights, weighted_accuracy
+from training.ensemble import (
+    ensemble_scores,
+    fit_head_weights,
+    weighted_accuracy,
+    weighted_log_loss,
+)
 
 
 def _scores(rows: list[list[float]], targets: list[int]) -> VideoScores:
@@ -30,20 +36,41 @@ def _scores(rows: list[list[float]], targets: list[int]) -> VideoScores:
 
 def test_fit_prefers_the_network_that_is_right() -> None:
     # the first network is right on every video but unsure; the second is sure and always wrong:
-    # only shares above 0.8 make the mixture right, and the tie rule takes the lowest of them
+    # only shares above 0.8 make the mixture right, and among them the first alone is surest
     first = _scores([[0.6, 0.4], [0.4, 0.6]], [0, 1])
     second = _scores([[0.1, 0.9], [0.9, 0.1]], [0, 1])
     fitted = fit_head_weights([first, second])
-    assert fitted == [{"video": 0.85}, {"video": 0.15}]
+    assert fitted == [{"video": 1.0}, {"video": 0.0}]
     assert weighted_accuracy([first, second], fitted, "video") == 1.0
     assert weighted_accuracy([first, second], [{"video": 1.0}, {"video": 1.0}], "video") == 0.0
 
 
+def test_accuracy_ties_go_to_the_lowest_log_loss() -> None:
+    # both networks are right on both videos, so every share ties on accuracy; the first is the
+    # surer on both (0.9 and 0.7 against 0.6), so the mixture's log loss falls as its share grows
+    first = _scores([[0.9, 0.1], [0.3, 0.7]], [0, 1])
+    second = _scores([[0.6, 0.4], [0.4, 0.6]], [0, 1])
+    fitted = fit_head_weights([first, second])
+    assert fitted == [{"video": 1.0}, {"video": 0.0}]
+    losses = [
+        weighted_log_loss([first, second], [{"video": share}, {"video": 1 - share}], "video")
+        for share in (0.0, 0.5, 1.0)
+    ]
+    assert losses[0] > losses[1] > losses[2]
+
+
 def test_fit_keeps_equal_weights_when_the_split_cannot_tell() -> None:
-    # each network gets one video wrong; every share scores 3/4 or less, equal weights among them
+    # identical networks: every share has the same accuracy and log loss, equal weights win
     first = _scores([[0.6, 0.4], [0.6, 0.4], [0.4, 0.6], [0.6, 0.4]], [0, 0, 1, 1])
-    second = _scores([[0.9, 0.1], [0.2, 0.8], [0.1, 0.9], [0.3, 0.7]], [0, 0, 1, 1])
-    assert fit_head_weights([first, second]) == [{"video": 0.5}, {"video": 0.5}]
+    assert fit_head_weights([first, first]) == [{"video": 0.5}, {"video": 0.5}]
+
+
+def test_log_loss_leaves_out_unknown_classes() -> None:
+    # the second video's class is unseen by the networks: only the first counts
+    scores = _scores([[0.5, 0.5], [0.9, 0.1]], [0, UNKNOWN_LABEL])
+    assert weighted_log_loss([scores, scores], [{}, {}], "video") == pytest.approx(np.log(2))
+    none_known = _scores([[0.5, 0.5]], [UNKNOWN_LABEL])
+    assert weighted_log_loss([none_known, none_known], [{}, {}], "video") == 0.0
 
 
 def test_fit_needs_two_networks() -> None:
