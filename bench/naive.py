@@ -72,6 +72,7 @@ class NaiveParser:
             frame_stride=clip.frame_stride,
             average_clips=clip.average_clips,
             final_clips=clip.average_clips,
+            track_weights=clip.track_weights,
         )
 
     def _load(self, settings: NetworkSettings) -> Network:

@@ -93,11 +93,15 @@ class ClipEnsemble:
         ]
 
 
-def average(decisions: Sequence[Decision]) -> Decision:
-    """The mean of several decisions, head by head (the report's multi-clip average)."""
+def average(decisions: Sequence[Decision], weights: Sequence[float] | None = None) -> Decision:
+    """The mean of several decisions, head by head (the report's multi-clip average), weighted
+    by `weights` when given."""
     heads = decisions[0].probabilities
     return Decision(
-        {head: np.mean([d.probabilities[head] for d in decisions], axis=0) for head in heads}
+        {
+            head: np.average([d.probabilities[head] for d in decisions], axis=0, weights=weights)
+            for head in heads
+        }
     )
 
 
@@ -171,6 +175,7 @@ class ClipWindow:
         self.decisions: deque[Decision] = deque(maxlen=average_clips)
         self.first_index: int | None = None
         self.last_index = -1
+        self.frames_seen = 0
         self.since_clip = 0
         self.clips_emitted = 0
 
@@ -180,6 +185,7 @@ class ClipWindow:
         if self.first_index is None:
             self.first_index = frame_index
         self.last_index = frame_index
+        self.frames_seen += 1
         self.recent.append(small)
         if self.all_frames is not None:
             self.all_frames.append(small)

@@ -19,6 +19,7 @@ import numpy as np
 from parsing.clip_parser import ClipEnsemble, ClipParser, ClipWindow, Decision, average
 from parsing.inputs import person_clip_crops
 from parsing.results import ClipResult, HumanResult, PartResult
+from parsing.settings import TrackWeights
 from parsing.tracker import IouTracker
 from tps.labels import PriorTable
 from tps.vocabulary import part_type
@@ -33,6 +34,7 @@ class ClipWindowing:
         hop, average_clips: see `ClipWindow`.
         frame_stride: take every n-th frame; 0 or None: as the networks were trained.
         final_clips: clips of a window's whole-stream decision; 0: none (windows keep no history).
+        track_weights: how a stream's decision weighs its tracks' windows (`ClipSettings`).
     """
 
     ensemble: ClipEnsemble
@@ -40,6 +42,7 @@ class ClipWindowing:
     frame_stride: int | None
     average_clips: int
     final_clips: int
+    track_weights: TrackWeights = "equal"
 
     def window(self, short_side: int | None = None) -> ClipWindow:
         """A new window with the ensemble's clip geometry (`short_side` None: as trained)."""
@@ -56,6 +59,12 @@ class ClipWindowing:
     def decide(self, window: ClipWindow, clip: np.ndarray) -> Decision:
         """Classify one (T, S, S, 3) clip; the window's causal running average of its decisions."""
         return window.add(self.ensemble(clip[None])[0])
+
+    def combine(self, windows: Sequence[ClipWindow], decisions: Sequence[Decision]) -> Decision:
+        """One decision from the windows' decisions, weighed as `track_weights` says."""
+        if self.track_weights == "frames":
+            return average(decisions, [window.frames_seen for window in windows])
+        return average(decisions)
 
     def whole(self, window: ClipWindow) -> Decision | None:
         """The window's decision from `final_clips` evenly spread clips; None if it saw no frame."""
@@ -179,9 +188,12 @@ class ClipStream:
                 decided.append(self.track_latest[track_id])
         if decided:
             start = min(result.start_frame for result in decided)
-            self.latest = self._result(
-                average(list(self.track_decisions.values())), start, frame_index
+            tracks = list(self.track_decisions)
+            decision = self.windowing.combine(
+                [self.track_windows[track_id] for track_id in tracks],
+                [self.track_decisions[track_id] for track_id in tracks],
             )
+            self.latest = self._result(decision, start, frame_index)
             decided.append(self.latest)
         return list(ids), [self.track_latest.get(track_id, self.latest) for track_id in ids]
 
@@ -195,13 +207,11 @@ class ClipStream:
             if self.per_person
             else [self.window]
         )
-        decisions = [
-            decision
-            for decision in (self.windowing.whole(window) for window in windows)
-            if decision is not None
-        ]
-        if not decisions:
+        decided = [(window, self.windowing.whole(window)) for window in windows]
+        decided = [(window, decision) for window, decision in decided if decision is not None]
+        if not decided:
             return None
         first = min(window.first_index or 0 for window in windows if window.first_index is not None)
         last = max(window.last_index for window in windows)
-        return self._result(average(decisions), first, last)
+        seen, decisions = zip(*decided, strict=True)
+        return self._result(self.windowing.combine(seen, decisions), first, last)

@@ -64,6 +64,7 @@ class PoseSettings(NetworkSettings):
 
 
 PartMode = Literal["detector", "keypoints", "fallback"]
+TrackWeights = Literal["equal", "frames"]
 """Where part boxes come from: the part detector, the keypoints alone
 (`parsing.keypoint_parts`), or the detector with the keypoint box for each part it misses."""
 
@@ -143,6 +144,12 @@ class ClipSettings(Section):
         False,
         description="classify per person (IoU tracks, clips cropped around each person) even if"
         " the networks were trained on whole frames; those trained on person clips always are",
+    )
+    track_weights: TrackWeights = Field(
+        "equal",
+        description="how the stream's decision weighs its person tracks: equal (one vote each, as"
+        " the networks are scored per person) or frames (by the frames each track was seen, so a"
+        " fragment of a few frames or a passing false detection counts little)",
     )
 
 

@@ -61,6 +61,7 @@ class ClipStage:
             frame_stride=settings.frame_stride,
             average_clips=settings.average_clips,
             final_clips=self.final_clips,
+            track_weights=settings.track_weights,
         )
         # the prior table gives the states only when the part labels do not
         prior_path = None if settings.part_labels else settings.prior

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -92,6 +94,23 @@ def test_person_clips_are_classified_per_track_and_averaged_into_the_stream(ense
     final = stream.finish()
     assert (final.start_frame, final.end_frame, final.track_id) == (0, 29, None)
     assert ClipStream(_windowing(ensemble, final_clips=0), track=True).finish() is None
+
+
+@pytest.mark.parametrize("track_weights", ["equal", "frames"])
+def test_the_streams_decision_weighs_its_tracks_as_configured(ensemble, track_weights):
+    windowing = dataclasses.replace(_windowing(ensemble), track_weights=track_weights)
+    stream = ClipStream(windowing, track=True)
+    for index in range(12):  # a person seen 12 frames, another only its first 3
+        humans = [_human(90, 30), _human(10, 10)][: 2 if index < 3 else 1]
+        stream.push("s", index, _frame(index), humans)
+    windows = [stream.track_windows[0], stream.track_windows[1]]
+    assert [window.frames_seen for window in windows] == [12, 3]
+    wholes = [windowing.whole(window).probabilities["video"] for window in windows]
+    weights = [12, 3] if track_weights == "frames" else [1, 1]
+    expected = np.average(wholes, axis=0, weights=weights)
+    final = stream.finish()
+    np.testing.assert_allclose(final.top5[0][1], expected.max(), rtol=1e-5)
+    assert not np.allclose(wholes[0], wholes[1])  # the weighting matters here
 
 
 def test_with_state_sets_the_track_and_each_part_types_state():

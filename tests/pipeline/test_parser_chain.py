@@ -43,7 +43,7 @@ PARSER = {
              "precision": "int8", "threads": 2, "head_weights": {"video": 0.75, "hand": 0.5}},
         ],
         "frame_stride": 2, "hop": 4, "average_clips": 3, "part_labels": False,
-        "prior": "prior table.json", "track": True,
+        "prior": "prior table.json", "track": True, "track_weights": "frames",
     },
 }  # fmt: skip
 """A parser whose every setting differs from its default (checked below)."""
