@@ -64,9 +64,10 @@ class PoseSettings(NetworkSettings):
 
 
 PartMode = Literal["detector", "keypoints", "fallback"]
-TrackWeights = Literal["equal", "frames"]
 """Where part boxes come from: the part detector, the keypoints alone
 (`parsing.keypoint_parts`), or the detector with the keypoint box for each part it misses."""
+TrackWeights = Literal["equal", "frames"]
+"""How a stream's decision weighs its person tracks (`ClipSettings.track_weights`)."""
 
 
 class PartSettings(NetworkSettings):
