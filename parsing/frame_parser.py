@@ -312,7 +312,8 @@ class PartDetector:
         """Parts of each person of one frame, in frame pixels."""
         if len(persons.scores) == 0:
             return []
-        frame_chw = frame_tensor(frame_rgb) if self.network or self.refiner else None
+        uses_pixels = self.network is not None or self.refiner is not None
+        frame_chw = frame_tensor(frame_rgb) if uses_pixels else None
         if self.network is None:
             found = self._from_keypoints(frame_rgb, persons)
         else:

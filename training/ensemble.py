@@ -79,18 +79,16 @@ def fit_head_weights(
     shares = np.linspace(0.0, 1.0, steps + 1)
     fitted: list[dict[str, float]] = [{}, {}]
     for head in scores[0].probabilities:
-        candidates = [[{head: share}, {head: 1.0 - share}] for share in shares]
-        ranks = [
-            (
-                weighted_accuracy(scores, weights, head),
-                -round(weighted_log_loss(scores, weights, head), LOG_LOSS_DECIMALS),
-                -abs(share - 0.5),
-            )
-            for share, weights in zip(shares, candidates, strict=True)
-        ]
-        best = max(range(len(shares)), key=ranks.__getitem__)
-        fitted[0][head] = round(float(shares[best]), 3)
-        fitted[1][head] = round(1.0 - float(shares[best]), 3)
+
+        def rank(share: float, head: str = head) -> tuple[float, float, float]:
+            """Accuracy first, then the lower log loss, then the share nearer equal weights."""
+            weights = [{head: share}, {head: 1.0 - share}]
+            loss = round(weighted_log_loss(scores, weights, head), LOG_LOSS_DECIMALS)
+            return weighted_accuracy(scores, weights, head), -loss, -abs(share - 0.5)
+
+        best = float(max(shares, key=rank))
+        fitted[0][head] = round(best, 3)
+        fitted[1][head] = round(1.0 - best, 3)
     return fitted
 
 
