@@ -189,12 +189,12 @@ def measure_modes(
         samples = pose_keypoints(samples, settings.pose.weights)
     persons = person_samples(samples)
     network = load_network(settings.parts)
-    refiner = load_network(settings.parts.refiner) if settings.parts.refiner is not None else None
+    refiners = [load_network(refiner) for refiner in settings.parts.refiners]
     stages = {}
     for mode in get_args(PartMode):
         mode_settings = settings.parts.model_copy(update={"mode": mode})
         stages[mode] = PartDetector(
-            network if mode_settings.uses_network else None, mode_settings, refiner
+            network if mode_settings.uses_network else None, mode_settings, refiners
         )
     found: dict[str, list[dict]] = {mode: [] for mode in stages}
     ground_truths: list[dict[str, np.ndarray]] = []

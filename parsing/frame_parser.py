@@ -280,12 +280,15 @@ class PartDetector:
     ``detector``: the part detector (YOLOF) on each person's (painted) crop; ``keypoints``: the
     boxes `parsing.keypoint_parts` derives from the pose, no network; ``fallback``: the
     detector's boxes, and for each part it did not find with a score of at least
-    ``fallback_score``, the keypoint box of that part when the pose gives one. With a refiner
-    (`parsing.part_refining`), the hands and feet found are then placed again.
+    ``fallback_score``, the keypoint box of that part when the pose gives one. With refiners
+    (`parsing.part_refining`), the hands and feet found are then placed again, by each in turn.
     """
 
     def __init__(
-        self, network: Network | None, settings: PartSettings, refiner: Network | None = None
+        self,
+        network: Network | None,
+        settings: PartSettings,
+        refiners: Sequence[Network] = (),
     ) -> None:
         """Raises ValueError: a detecting mode without a network, or a network it would not run."""
         if (network is None) == settings.uses_network:
@@ -295,7 +298,7 @@ class PartDetector:
             )
         self.network, self.settings = network, settings
         self.part_names: list[str] = list(network.classes) if network is not None else list(PARTS)
-        self.refiner = PartRefinerStage(refiner) if refiner is not None else None
+        self.refiners = [PartRefinerStage(refiner) for refiner in refiners]
 
     @classmethod
     def load(
@@ -305,14 +308,14 @@ class PartDetector:
         return cls(
             load(settings) if settings.uses_network else None,
             settings,
-            load(settings.refiner) if settings.refiner is not None else None,
+            [load(refiner) for refiner in settings.refiners],
         )
 
     def __call__(self, frame_rgb: np.ndarray, persons: Persons) -> list[PartBoxes]:
         """Parts of each person of one frame, in frame pixels."""
         if len(persons.scores) == 0:
             return []
-        uses_pixels = self.network is not None or self.refiner is not None
+        uses_pixels = self.network is not None or bool(self.refiners)
         frame_chw = frame_tensor(frame_rgb) if uses_pixels else None
         if self.network is None:
             found = self._from_keypoints(frame_rgb, persons)
@@ -326,8 +329,8 @@ class PartDetector:
                 for name, (box, score) in derived.items():
                     if name not in detected or detected[name][1] < floor:
                         detected[name] = (box, score)
-        if self.refiner is not None:
-            found = self.refiner(frame_chw, persons.boxes_xyxy, found)
+        for refiner in self.refiners:
+            found = refiner(frame_chw, persons.boxes_xyxy, found)
         return found
 
     def _from_keypoints(self, frame_rgb: np.ndarray, persons: Persons) -> list[PartBoxes]:

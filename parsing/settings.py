@@ -100,6 +100,16 @@ class PartSettings(NetworkSettings):
         description="part refiner (models.part_refiner) run on the hands and feet found, in any"
         " mode; null: the boxes as found (the report's way)",
     )
+    fine_refiner: NetworkSettings | None = Field(
+        None,
+        description="a second part refiner run on the first's boxes, trained on a smaller patch"
+        " around closer guesses (coarse to fine); null: one pass",
+    )
+
+    @property
+    def refiners(self) -> tuple[NetworkSettings, ...]:
+        """The refiners in the order they run."""
+        return tuple(r for r in (self.refiner, self.fine_refiner) if r is not None)
 
     @model_validator(mode="after")
     def _weights_when_detecting(self) -> PartSettings:

@@ -4,9 +4,9 @@
 ``keypoints`` derives the boxes from the pose and loads no network (``weights`` may stay unset);
 ``fallback`` fills the parts the detector misses with the keypoint boxes. ``refiner`` (a network's
 settings as JSON, e.g. ``refiner={"weights":"weights/refiner.safetensors"}``) places the hands and
-feet found again (`parsing.part_refining`). Reads the `Persons` that
-`tpspose` recorded; records the frame's humans with their parts (states come later, from the clip
-decision).
+feet found again (`parsing.part_refining`), ``fine-refiner`` once more in a smaller patch. Reads
+the `Persons` that `tpspose` recorded; records the frame's humans with their parts (states come
+later, from the clip decision).
 """
 
 from __future__ import annotations

@@ -208,7 +208,7 @@ def test_part_stage_refuses_a_network_its_mode_does_not_run(parts_network, rando
 ELEMENT_VALUES = {
     "weights": None, "engine": "torch", "device": "cpu", "precision": "fp32", "threads": 1,
     "paint": True, "paint_min_score": 0.3, "score_threshold": 0.05, "keypoint_min_score": 0.3,
-    "fallback_score": 0.3, "refiner": None,
+    "fallback_score": 0.3, "refiner": None, "fine_refiner": None,
 }  # fmt: skip
 
 

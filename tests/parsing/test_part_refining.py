@@ -69,15 +69,15 @@ def test_a_patch_samples_the_frame_around_its_centre():
     assert len(bright) == 16
 
 
-def _fixed_refiner(path: Path) -> Path:
-    """A real refiner whose weights answer a square of SIDE_IN_PATCH centred on every patch:
+def _fixed_refiner(path: Path, side_in_patch: float = SIDE_IN_PATCH) -> Path:
+    """A real refiner whose weights answer a square of `side_in_patch` centred on every patch:
     flat centre maps (the soft arg-max gives the middle) and a size layer that is only a bias."""
     model = models.build("part_refiner_tiny", num_classes=2)
     with torch.no_grad():
         model.centre.weight.zero_()
         model.centre.bias.zero_()
         model.size.weight.zero_()
-        model.size.bias.fill_(math.log(SIDE_IN_PATCH))
+        model.size.bias.fill_(math.log(side_in_patch))
     models.save_checkpoint(
         model,
         path,
@@ -122,7 +122,7 @@ def test_the_stage_replaces_hands_and_feet_and_keeps_scores(refiner_weights, eng
 def test_the_part_stage_loads_and_runs_its_refiner(refiner_weights):
     settings = PartSettings(mode="keypoints", refiner=NetworkSettings(weights=refiner_weights))
     stage = PartDetector.load(settings)
-    assert stage.refiner is not None
+    assert len(stage.refiners) == 1
     plain = PartDetector(None, PartSettings(mode="keypoints"))
     frame, persons = _frame(), _persons()
     refined, unrefined = stage(frame, persons)[0], plain(frame, persons)[0]
@@ -131,10 +131,34 @@ def test_the_part_stage_loads_and_runs_its_refiner(refiner_weights):
     assert changed == {name for name in PARTS if part_type(name) in ("hand", "foot")}
 
 
+def test_the_fine_refiner_runs_on_the_first_refiners_boxes(refiner_weights, tmp_path):
+    fine = _fixed_refiner(tmp_path / "fine.safetensors", side_in_patch=0.05)
+    settings = PartSettings(
+        mode="keypoints",
+        refiner=NetworkSettings(weights=refiner_weights),
+        fine_refiner=NetworkSettings(weights=fine),
+    )
+    stage = PartDetector.load(settings)
+    first = PartDetector.load(settings.model_copy(update={"fine_refiner": None}))
+    frame, persons = _frame(), _persons()
+    twice, once = stage(frame, persons)[0], first(frame, persons)[0]
+    side = 0.05 * PATCH_SCALE * float(PERSON_BOX[3] - PERSON_BOX[1])
+    for name in PARTS:
+        if part_type(name) in ("hand", "foot"):  # the fine network's size, at the first's centre
+            np.testing.assert_allclose(
+                twice[name][0][2:] - twice[name][0][:2] + 1, [side, side], rtol=1e-4
+            )
+            np.testing.assert_allclose(
+                box_centres(twice[name][0]), box_centres(once[name][0]), atol=1e-3
+            )
+        else:
+            np.testing.assert_array_equal(twice[name][0], once[name][0])
+
+
 def test_the_parts_element_takes_its_refiner_as_json(refiner_weights):
     refiner = json.dumps({"weights": str(refiner_weights)})
     values = {**ELEMENT_VALUES, "mode": "keypoints", "refiner": refiner}
     stage = PartStage.from_properties(values, ProcessContext())
     stage.start()
-    assert stage.detector is not None and stage.detector.refiner is not None
-    assert stage.detector.refiner.types == ["hand", "foot"]
+    assert stage.detector is not None and len(stage.detector.refiners) == 1
+    assert stage.detector.refiners[0].types == ["hand", "foot"]

@@ -27,9 +27,9 @@ def test_demo_config_and_shipped_weights(monkeypatch, tmp_path):
     config = load_config(config_path, PipelineConfig)
     parser = config.parser
     manifest = json.loads((REPO / "weights" / "manifest.json").read_text())
-    refiner = parser.parts.refiner
-    assert refiner is not None
-    for settings in (parser.person, parser.pose, parser.parts, refiner, *parser.clip.networks):
+    refiners = parser.parts.refiners
+    assert len(refiners) == 2
+    for settings in (parser.person, parser.pose, parser.parts, *refiners, *parser.clip.networks):
         network = load_network(settings.model_copy(update={"engine": "torch"}))
         assert settings.weights.name in {entry["file"] for entry in manifest["networks"].values()}
         assert network.input_shape
