@@ -35,6 +35,7 @@ PARSER = {
         "paint_min_score": 0.1, "score_threshold": 0.2, "keypoint_min_score": 0.4,
         "fallback_score": 0.5,
         "refiner": {"weights": "refiner.safetensors", "engine": "tensorrt", "precision": "fp16"},
+        "fine_refiner": {"weights": "fine refiner.safetensors", "threads": 2},
     },
     "clip": {
         "networks": [
