@@ -64,6 +64,15 @@ def patches_to_boxes(edges: np.ndarray, patches_xyxy: np.ndarray) -> np.ndarray:
     return outer - np.array([-0.5, -0.5, 0.5, 0.5], np.float32)
 
 
+def at_least_one_pixel(boxes_xyxy: np.ndarray) -> np.ndarray:
+    """Inclusive boxes widened about their centres to x2 >= x1, y2 >= y1 (one pixel): a refiner
+    may answer a size under a pixel, which no inclusive box has."""
+    boxes = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    halves = np.maximum(boxes[:, 2:] - boxes[:, :2], 0) / 2
+    return np.concatenate((centres - halves, centres + halves), axis=1)
+
+
 def cut_patches(frame_chw: torch.Tensor, patches_xyxy: np.ndarray, size: int) -> np.ndarray:
     """(N, 3, size, size) normalised network input for the patches of one (3, H, W) 0..255 frame."""
     return normalize_batch(crop_and_resize(frame_chw, patches_xyxy, (size, size)), IMAGENET_RGB)
@@ -97,7 +106,7 @@ class PartRefinerStage:
         outputs = next(iter(self.network.run(cut_patches(frame_chw, patches, self.size)).values()))
         kinds = np.array([kind for _, _, kind in jobs])
         chosen = torch.from_numpy(outputs[np.arange(len(jobs)), kinds])  # N, 4
-        boxes = patches_to_boxes(patch_edges(chosen).numpy(), patches)
+        boxes = at_least_one_pixel(patches_to_boxes(patch_edges(chosen).numpy(), patches))
         refined = [dict(parts) for parts in found]
         for (person, name, _), box in zip(jobs, boxes, strict=True):
             refined[person][name] = (box, found[person][name][1])

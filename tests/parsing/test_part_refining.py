@@ -19,6 +19,7 @@ from parsing.networks import load_network
 from parsing.part_refining import (
     PATCH_SCALE_KEY,
     PartRefinerStage,
+    at_least_one_pixel,
     box_centres,
     boxes_in_patches,
     cut_patches,
@@ -57,6 +58,14 @@ def test_an_inclusive_box_centred_in_its_patch():
 def test_patch_edges_decode_the_centre_and_log_sizes():
     outputs = torch.tensor([[0.5, 0.4, math.log(0.25), math.log(0.5)]])
     np.testing.assert_allclose(patch_edges(outputs).numpy(), [[0.375, 0.15, 0.625, 0.65]])
+
+
+def test_a_size_under_a_pixel_becomes_one_pixel_about_its_centre():
+    # a refiner's answer 0.05 pixels wide is an inclusive box with x2 < x1; widths >= 1 stay
+    boxes = np.array([[175.52, 180.67, 175.47, 182.07], [10, 20, 17, 27]], np.float32)
+    fixed = at_least_one_pixel(boxes)
+    np.testing.assert_allclose(fixed[0], [175.495, 180.67, 175.495, 182.07], atol=1e-4)
+    np.testing.assert_array_equal(fixed[1], boxes[1])
 
 
 def test_a_patch_samples_the_frame_around_its_centre():
