@@ -247,7 +247,8 @@ def _transition(
 class HRNetBackbone(nn.Module):
     """Stem (two stride-2 3x3 convs), a bottleneck layer, then stages 2..4 of parallel branches.
 
-    Input N,3,H,W -> output N,C0,H/4,W/4 (the highest-resolution branch; C0 = stage 4 width 0).
+    Input N,3,H,W -> output [N,C0,H/4,W/4], the highest-resolution branch (C0 = stage 4 width 0);
+    with `all_branches`, the last module fuses into every branch and all of them come out.
     """
 
     def __init__(
@@ -255,6 +256,7 @@ class HRNetBackbone(nn.Module):
         stage1: StageSpec,
         stages: Sequence[StageSpec],
         norm_layer: NormLayer,
+        all_branches: bool = False,
     ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, STEM_WIDTH, 3, stride=2, padding=1, bias=False)
@@ -277,16 +279,17 @@ class HRNetBackbone(nn.Module):
                     spec.num_blocks,
                     spec.channels,
                     norm_layer,
-                    multiscale_output=not (is_last_stage and index == spec.num_modules - 1),
+                    multiscale_output=all_branches
+                    or not (is_last_stage and index == spec.num_modules - 1),
                 )
                 for index in range(spec.num_modules)
             ]
             self.add_module(f"stage{number}", nn.Sequential(*modules))
             previous = spec.channels
         self.num_stages = len(stages)
-        self.out_channels = previous[0]
+        self.out_channels: tuple[int, ...] = tuple(previous) if all_branches else (previous[0],)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.relu(self.bn1(self.conv1(x)))  # N,64,H/2,W/2
         x = self.relu(self.bn2(self.conv2(x)))  # N,64,H/4,W/4
         x = self.layer1(x)  # N,4*C1,H/4,W/4
@@ -296,18 +299,44 @@ class HRNetBackbone(nn.Module):
             # existing branches adapt in place; a new branch b grows from the lowest one
             xs = [layer(xs[min(b, len(xs) - 1)]) for b, layer in enumerate(transition)]
             xs = getattr(self, f"stage{number}")(xs)  # list of N,C_b,H/2^(b+2),W/2^(b+2)
-        return xs[0]  # N,C0,H/4,W/4
+        return xs  # [N,C0,H/4,W/4, ...]
 
 
 class HeatmapHead(nn.Module):
     """A 1x1 conv from the high-resolution features to one heatmap per keypoint."""
 
-    def __init__(self, in_channels: int, num_keypoints: int) -> None:
+    def __init__(self, in_channels: Sequence[int], num_keypoints: int) -> None:
         super().__init__()
-        self.final_layer = nn.Conv2d(in_channels, num_keypoints, 1)
+        self.final_layer = nn.Conv2d(in_channels[0], num_keypoints, 1)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.final_layer(features)  # N,K,H/4,W/4
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.final_layer(features[0])  # N,K,H/4,W/4
+
+
+class ConcatHeatmapHead(nn.Module):
+    """HRNetV2's representation (Wang et al. 2019): every branch upsampled to the first and
+    concatenated, mixed by a 1x1 conv + BN + ReLU, then a 1x1 conv to the heatmaps.
+
+    Why: a narrow network's high-resolution branch (8 channels in `hrnet_tiny`) cannot carry 17
+    keypoints apart; its left and right heatmaps come out the same. The low-resolution branches
+    see the whole person, so which side faces the camera reaches every heatmap pixel.
+    """
+
+    def __init__(
+        self, in_channels: Sequence[int], num_keypoints: int, norm_layer: NormLayer
+    ) -> None:
+        super().__init__()
+        width = sum(in_channels)
+        self.mix = nn.Sequential(_conv1x1(width, width), norm_layer(width), nn.ReLU(inplace=True))
+        self.final_layer = nn.Conv2d(width, num_keypoints, 1)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        size = features[0].shape[-2:]
+        upsampled = [features[0]] + [
+            nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            for x in features[1:]
+        ]
+        return self.final_layer(self.mix(torch.cat(upsampled, dim=1)))  # N,K,H/4,W/4
 
 
 class HRNet(nn.Module):
@@ -321,10 +350,10 @@ class HRNet(nn.Module):
 
     head_prefixes: tuple[str, ...] = ("head.",)
 
-    def __init__(self, backbone: HRNetBackbone, num_keypoints: int) -> None:
+    def __init__(self, backbone: HRNetBackbone, head: nn.Module, num_keypoints: int) -> None:
         super().__init__()
         self.backbone = backbone
-        self.head = HeatmapHead(backbone.out_channels, num_keypoints)
+        self.head = head
         self.num_classes = num_keypoints
         self.input_shape = (3, INPUT_HEIGHT, INPUT_WIDTH)
         for module in self.modules():
@@ -346,9 +375,16 @@ def _hrnet(
     *,
     num_classes: int,
     frozen_bn: bool,
+    all_branches: bool = False,
 ) -> HRNet:
     norm_layer: NormLayer = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
-    return HRNet(HRNetBackbone(stage1, stages, norm_layer), num_classes)
+    backbone = HRNetBackbone(stage1, stages, norm_layer, all_branches)
+    head = (
+        ConcatHeatmapHead(backbone.out_channels, num_classes, norm_layer)
+        if all_branches
+        else HeatmapHead(backbone.out_channels, num_classes)
+    )
+    return HRNet(backbone, head, num_classes)
 
 
 def _paper_stages(width: int) -> tuple[StageSpec, ...]:
@@ -375,15 +411,26 @@ def hrnet_w32(*, num_classes: int = COCO_KEYPOINTS, frozen_bn: bool = False) -> 
     return _hrnet(_PAPER_STAGE1, _paper_stages(32), num_classes=num_classes, frozen_bn=frozen_bn)
 
 
+_TINY_STAGES = (
+    StageSpec(1, (1, 1), (8, 16)),
+    StageSpec(1, (1, 1, 1), (8, 16, 32)),
+    StageSpec(1, (1, 1, 1, 1), (8, 16, 32, 64)),
+)
+_TINY_STAGE1 = StageSpec(1, (1,), (16,))
+
+
 @register("hrnet_tiny")
 def hrnet_tiny(*, num_classes: int = COCO_KEYPOINTS, frozen_bn: bool = False) -> HRNet:
     """A small HRNet (width 8, one block per branch, one module per stage) for tests."""
-    stages = (
-        StageSpec(1, (1, 1), (8, 16)),
-        StageSpec(1, (1, 1, 1), (8, 16, 32)),
-        StageSpec(1, (1, 1, 1, 1), (8, 16, 32, 64)),
+    return _hrnet(_TINY_STAGE1, _TINY_STAGES, num_classes=num_classes, frozen_bn=frozen_bn)
+
+
+@register("hrnet_tiny_v2")
+def hrnet_tiny_v2(*, num_classes: int = COCO_KEYPOINTS, frozen_bn: bool = False) -> HRNet:
+    """`hrnet_tiny` with HRNetV2's head on all four branches (`ConcatHeatmapHead`)."""
+    return _hrnet(
+        _TINY_STAGE1, _TINY_STAGES, num_classes=num_classes, frozen_bn=frozen_bn, all_branches=True
     )
-    return _hrnet(StageSpec(1, (1,), (16,)), stages, num_classes=num_classes, frozen_bn=frozen_bn)
 
 
 def normalize_crops(crops_nhwc: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,7 @@ from parsing.settings import (
     PersonSettings,
     PoseSettings,
 )
-from tps.vocabulary import PARTS
+from tps.vocabulary import PARTS, part_type
 
 NUM_KEYPOINTS = 17
 PART_NMS_IOU = 0.6
@@ -280,8 +280,10 @@ class PartDetector:
     ``detector``: the part detector (YOLOF) on each person's (painted) crop; ``keypoints``: the
     boxes `parsing.keypoint_parts` derives from the pose, no network; ``fallback``: the
     detector's boxes, and for each part it did not find with a score of at least
-    ``fallback_score``, the keypoint box of that part when the pose gives one. With refiners
-    (`parsing.part_refining`), the hands and feet found are then placed again, by each in turn.
+    ``fallback_score``, the keypoint box of that part when the pose gives one. In both detecting
+    modes the part types the settings name in ``from_keypoints`` take their keypoint boxes where
+    the pose gives them. With refiners (`parsing.part_refining`), the hands and feet found are
+    then placed again, by each in turn.
     """
 
     def __init__(
@@ -299,6 +301,7 @@ class PartDetector:
         self.network, self.settings = network, settings
         self.part_names: list[str] = list(network.classes) if network is not None else list(PARTS)
         self.refiners = [PartRefinerStage(refiner) for refiner in refiners]
+        self.from_keypoints = set(settings.from_keypoints)
 
     @classmethod
     def load(
@@ -321,17 +324,24 @@ class PartDetector:
             found = self._from_keypoints(frame_rgb, persons)
         else:
             found = self._detect(self.network, frame_chw, persons)
-        if self.settings.mode == "fallback":
-            floor = self.settings.fallback_score
-            for detected, derived in zip(
-                found, self._from_keypoints(frame_rgb, persons), strict=True
-            ):
-                for name, (box, score) in derived.items():
-                    if name not in detected or detected[name][1] < floor:
-                        detected[name] = (box, score)
+        if self.network is not None and (self.settings.mode == "fallback" or self.from_keypoints):
+            self._take_from_keypoints(found, self._from_keypoints(frame_rgb, persons))
         for refiner in self.refiners:
             found = refiner(frame_chw, persons.boxes_xyxy, found)
         return found
+
+    def _take_from_keypoints(
+        self, detected: Sequence[PartBoxes], derived: Sequence[PartBoxes]
+    ) -> None:
+        """Put in `detected`, in place, the keypoint boxes of the `from_keypoints` types and, in
+        fallback mode, of the parts the detector missed or scored under ``fallback_score``."""
+        fallback = self.settings.mode == "fallback"
+        floor = self.settings.fallback_score
+        for found, boxes in zip(detected, derived, strict=True):
+            for name, (box, score) in boxes.items():
+                missed = name not in found or found[name][1] < floor
+                if part_type(name) in self.from_keypoints or (fallback and missed):
+                    found[name] = (box, score)
 
     def _from_keypoints(self, frame_rgb: np.ndarray, persons: Persons) -> list[PartBoxes]:
         return [

@@ -64,6 +64,7 @@ class PoseSettings(NetworkSettings):
 
 
 PartMode = Literal["detector", "keypoints", "fallback"]
+PartType = Literal["head", "hand", "arm", "hip", "leg", "foot"]  # tps.vocabulary.PART_TYPES
 """Where part boxes come from: the part detector, the keypoints alone
 (`parsing.keypoint_parts`), or the detector with the keypoint box for each part it misses."""
 TrackWeights = Literal["equal", "frames"]
@@ -94,6 +95,11 @@ class PartSettings(NetworkSettings):
         le=1,
         description="fallback mode: a detector box scoring below this is replaced by the"
         " keypoint box of its part (when the keypoints give one)",
+    )
+    from_keypoints: tuple[PartType, ...] = Field(
+        (),
+        description="detector and fallback modes: part types whose boxes come from the keypoints"
+        " wherever the pose gives them, the detector's elsewhere; empty: none (the report's way)",
     )
     refiner: NetworkSettings | None = Field(
         None,

@@ -2,7 +2,9 @@
 
 ``detector`` paints the pose on each person's crop and runs the part detector (YOLOF);
 ``keypoints`` derives the boxes from the pose and loads no network (``weights`` may stay unset);
-``fallback`` fills the parts the detector misses with the keypoint boxes. ``refiner`` (a network's
+``fallback`` fills the parts the detector misses with the keypoint boxes; in both detecting modes
+``from-keypoints`` (part types as JSON, e.g. ``["hand"]``) takes those types from the keypoints.
+``refiner`` (a network's
 settings as JSON, e.g. ``refiner={"weights":"weights/refiner.safetensors"}``) places the hands and
 feet found again (`parsing.part_refining`), ``fine-refiner`` once more in a smaller patch. Reads
 the `Persons` that `tpspose` recorded; records the frame's humans with their parts (states come

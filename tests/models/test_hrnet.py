@@ -69,6 +69,17 @@ def test_tiny_forward_and_frozen_bn() -> None:
     assert heatmaps.shape == (1, 5, 64, 48)
 
 
+def test_tiny_v2_heads_all_branches() -> None:
+    """HRNetV2's head: the four branches (8 + 16 + 32 + 64 channels) mixed, frozen BN included."""
+    torch.manual_seed(0)
+    model = hrnet.hrnet_tiny_v2(frozen_bn=True).train()
+    assert isinstance(model.head, hrnet.ConcatHeatmapHead)
+    assert model.head.final_layer.in_channels == 120
+    assert not any(m.training for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    assert sum(p.numel() for p in hrnet.hrnet_tiny_v2().parameters()) == 286_601
+    assert model(torch.randn(2, 3, 128, 96)).shape == (2, 17, 32, 24)
+
+
 def _heatmap(points: dict[tuple[int, int], float], height: int = 8, width: int = 6):
     """One 1,1,H,W heatmap with the given {(x, y): value} pixels, zeros elsewhere."""
     maps = torch.zeros(1, 1, height, width)

@@ -3,20 +3,23 @@ in every mode with a real (randomly initialised) part network, and the element w
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from parsing.frame_parser import PartDetector, Persons
 from parsing.keypoint_parts import KEYPOINT, keypoint_parts
 from parsing.networks import load_network
-from parsing.settings import ParserSettings, PartSettings
+from parsing.settings import ParserSettings, PartSettings, PartType
 from pipeline.config import ConfigError, validate
 from pipeline.graph import parser_chain
 from plugins.context import ProcessContext
 from plugins.element import FrameContext
 from plugins.frames import FrameRecord
 from plugins.parts import PartStage
-from tps.vocabulary import PARTS
+from tps.vocabulary import PART_TYPES, PARTS, part_type
 
 FRAME_HW = (240, 320)
 POSE = {
@@ -197,6 +200,28 @@ def test_part_stage_in_every_mode(parts_network, random_weights):
         for name, (box, _) in found.items():
             np.testing.assert_array_equal(box, expected[name][0])
 
+    settings = PartSettings(weights=weights, score_threshold=0.0, from_keypoints=("hand", "foot"))
+    mixed = PartDetector(parts_network, settings)(frame, persons)
+    for found, kept, expected in zip(mixed, detected, derived, strict=True):
+        for name, (box, _) in found.items():
+            taken = part_type(name) in ("hand", "foot")
+            np.testing.assert_array_equal(box, (expected if taken else kept)[name][0])
+        assert {n for n in found if part_type(n) in ("hand", "foot")} == set(PARTS) - {
+            "head",
+            "hip",
+            "left_arm",
+            "right_arm",
+            "left_leg",
+            "right_leg",
+        }
+
+
+def test_from_keypoints_names_part_types():
+    assert get_args(PartType) == PART_TYPES
+    assert PartSettings(mode="keypoints", from_keypoints=["hand"]).from_keypoints == ("hand",)
+    with pytest.raises(ValidationError, match="from_keypoints"):
+        PartSettings(mode="keypoints", from_keypoints=["left_hand"])
+
 
 def test_part_stage_refuses_a_network_its_mode_does_not_run(parts_network, random_weights):
     with pytest.raises(ValueError, match="'keypoints' runs no network"):
@@ -208,7 +233,7 @@ def test_part_stage_refuses_a_network_its_mode_does_not_run(parts_network, rando
 ELEMENT_VALUES = {
     "weights": None, "engine": "torch", "device": "cpu", "precision": "fp32", "threads": 1,
     "paint": True, "paint_min_score": 0.3, "score_threshold": 0.05, "keypoint_min_score": 0.3,
-    "fallback_score": 0.3, "refiner": None, "fine_refiner": None,
+    "fallback_score": 0.3, "from_keypoints": (), "refiner": None, "fine_refiner": None,
 }  # fmt: skip
 
 
