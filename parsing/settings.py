@@ -64,9 +64,10 @@ class PoseSettings(NetworkSettings):
 
 
 PartMode = Literal["detector", "keypoints", "fallback"]
-PartType = Literal["head", "hand", "arm", "hip", "leg", "foot"]  # tps.vocabulary.PART_TYPES
 """Where part boxes come from: the part detector, the keypoints alone
 (`parsing.keypoint_parts`), or the detector with the keypoint box for each part it misses."""
+PartType = Literal["head", "hand", "arm", "hip", "leg", "foot"]
+"""A body part without its side (`tps.vocabulary.PART_TYPES`, which a test holds it to)."""
 TrackWeights = Literal["equal", "frames"]
 """How a stream's decision weighs its person tracks (`ClipSettings.track_weights`)."""
 
