@@ -33,7 +33,7 @@ PARSER = {
     "parts": {
         **NETWORK, "weights": 'a dir/"parts".safetensors', "mode": "fallback", "paint": False,
         "paint_min_score": 0.1, "score_threshold": 0.2, "keypoint_min_score": 0.4,
-        "fallback_score": 0.5,
+        "fallback_score": 0.5, "from_keypoints": ["hand", "foot"],
         "refiner": {"weights": "refiner.safetensors", "engine": "tensorrt", "precision": "fp16"},
         "fine_refiner": {"weights": "fine refiner.safetensors", "threads": 2},
     },
@@ -64,7 +64,8 @@ def _defaulted(settings: BaseModel) -> list[str]:
         value = getattr(settings, name)
         if not field.is_required() and value == field.get_default(call_default_factory=True):
             left.append(name)
-        nested = value if isinstance(value, tuple) else ()  # the clip networks
+        nested = value if isinstance(value, tuple) else ()  # the clip networks, part types
+        nested = [item for item in nested if isinstance(item, BaseModel)]
         left += [f"{name}.{inner}" for item in nested for inner in _defaulted(item)]
     return left
 
@@ -94,7 +95,7 @@ def test_properties_set_by_hand_in_a_launch_line():
     stages = _stages(
         "tpsperson weights=p.safetensors score-threshold=0.4 max-persons=2"
         " ! tpspose weights=q.safetensors refine-person-boxes=false"
-        " ! tpsparts mode=keypoints"
+        ' ! tpsparts mode=keypoints from-keypoints=["hand"]'
         ' ! tpsclip networks=[{"weights":"c.safetensors","device":"cuda:0"}] frame-stride=2'
     )
     person = stages["tpsperson"].settings
@@ -105,6 +106,7 @@ def test_properties_set_by_hand_in_a_launch_line():
     )
     assert stages["tpspose"].settings.refine_person_boxes is False
     assert stages["tpsparts"].settings.weights is None
+    assert stages["tpsparts"].settings.from_keypoints == ("hand",)
     clip = stages["tpsclip"].settings
     assert [(n.weights, n.device) for n in clip.networks] == [(Path("c.safetensors"), "cuda:0")]
     assert clip.frame_stride == 2
