@@ -77,6 +77,7 @@ def test_tiny_v2_heads_all_branches() -> None:
     assert model.head.final_layer.in_channels == 120
     assert not any(m.training for m in model.modules() if isinstance(m, nn.BatchNorm2d))
     assert sum(p.numel() for p in hrnet.hrnet_tiny_v2().parameters()) == 286_601
+    assert sum(p.numel() for p in hrnet.hrnet_small_v2().parameters()) == 1_492_801
     assert model(torch.randn(2, 3, 128, 96)).shape == (2, 17, 32, 24)
 
 

@@ -32,8 +32,8 @@ EXACT_PARAMETERS = {
 ROUNDED_PARAMETERS_M = {"yolof_r50": 44.16, "yolof_r101": 63.15}
 # Paper-size models run on the meta device only: full shape math, no compute.
 REAL_FORWARD = (
-    "ir_csn_tiny", "ip_csn_tiny", "hrnet_tiny", "hrnet_tiny_v2", "yolof_tiny", "yolof_tiny_dc5",
-    "part_refiner_tiny",
+    "ir_csn_tiny", "ip_csn_tiny", "hrnet_tiny", "hrnet_tiny_v2", "hrnet_small_v2", "yolof_tiny",
+    "yolof_tiny_dc5", "part_refiner_tiny",
 )  # fmt: skip
 
 
