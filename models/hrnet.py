@@ -411,25 +411,33 @@ def hrnet_w32(*, num_classes: int = COCO_KEYPOINTS, frozen_bn: bool = False) -> 
     return _hrnet(_PAPER_STAGE1, _paper_stages(32), num_classes=num_classes, frozen_bn=frozen_bn)
 
 
-_TINY_STAGES = (
-    StageSpec(1, (1, 1), (8, 16)),
-    StageSpec(1, (1, 1, 1), (8, 16, 32)),
-    StageSpec(1, (1, 1, 1, 1), (8, 16, 32, 64)),
-)
-_TINY_STAGE1 = StageSpec(1, (1,), (16,))
+def _small_stages(width: int, blocks: int) -> tuple[StageSpec, ...]:
+    """Stages 2-4 of the small variants: one module each, `blocks` basic blocks per branch."""
+    return tuple(
+        StageSpec(1, (blocks,) * branches, tuple(width * 2**b for b in range(branches)))
+        for branches in (2, 3, 4)
+    )
+
+
+_SMALL_STAGE1 = StageSpec(1, (1,), (16,))
 
 
 @register("hrnet_tiny")
 def hrnet_tiny(*, num_classes: int = COCO_KEYPOINTS, frozen_bn: bool = False) -> HRNet:
-    """A small HRNet (width 8, one block per branch, one module per stage) for tests."""
-    return _hrnet(_TINY_STAGE1, _TINY_STAGES, num_classes=num_classes, frozen_bn=frozen_bn)
+    """A small HRNet (width 8, one block per branch, one module per stage): the tests' pose
+    network, shipped before `hrnet_tiny_v2`."""
+    return _hrnet(_SMALL_STAGE1, _small_stages(8, 1), num_classes=num_classes, frozen_bn=frozen_bn)
 
 
 @register("hrnet_tiny_v2")
 def hrnet_tiny_v2(*, num_classes: int = COCO_KEYPOINTS, frozen_bn: bool = False) -> HRNet:
     """`hrnet_tiny` with HRNetV2's head on all four branches (`ConcatHeatmapHead`)."""
     return _hrnet(
-        _TINY_STAGE1, _TINY_STAGES, num_classes=num_classes, frozen_bn=frozen_bn, all_branches=True
+        _SMALL_STAGE1,
+        _small_stages(8, 1),
+        num_classes=num_classes,
+        frozen_bn=frozen_bn,
+        all_branches=True,
     )
 
 
@@ -629,11 +637,10 @@ def hrnet_small_v2(*, num_classes: int = COCO_KEYPOINTS, frozen_bn: bool = False
     """`hrnet_tiny_v2` twice as wide (16 channels on the high-resolution branch) with two blocks
     per branch: the sides of hips, knees and ankles come out right more often (RESULTS, "Fifth
     round")."""
-    stages = (
-        StageSpec(1, (2, 2), (16, 32)),
-        StageSpec(1, (2, 2, 2), (16, 32, 64)),
-        StageSpec(1, (2, 2, 2, 2), (16, 32, 64, 128)),
-    )
     return _hrnet(
-        _TINY_STAGE1, stages, num_classes=num_classes, frozen_bn=frozen_bn, all_branches=True
+        _SMALL_STAGE1,
+        _small_stages(16, 2),
+        num_classes=num_classes,
+        frozen_bn=frozen_bn,
+        all_branches=True,
     )
