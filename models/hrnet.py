@@ -425,16 +425,31 @@ _SMALL_STAGE1 = StageSpec(1, (1,), (16,))
 @register("hrnet_tiny")
 def hrnet_tiny(*, num_classes: int = COCO_KEYPOINTS, frozen_bn: bool = False) -> HRNet:
     """A small HRNet (width 8, one block per branch, one module per stage): the tests' pose
-    network, shipped before `hrnet_tiny_v2`."""
+    network, shipped before the HRNetV2-headed ones."""
     return _hrnet(_SMALL_STAGE1, _small_stages(8, 1), num_classes=num_classes, frozen_bn=frozen_bn)
 
 
 @register("hrnet_tiny_v2")
 def hrnet_tiny_v2(*, num_classes: int = COCO_KEYPOINTS, frozen_bn: bool = False) -> HRNet:
-    """`hrnet_tiny` with HRNetV2's head on all four branches (`ConcatHeatmapHead`)."""
+    """`hrnet_tiny` with HRNetV2's head on all four branches (`ConcatHeatmapHead`), shipped in the
+    fifth round."""
     return _hrnet(
         _SMALL_STAGE1,
         _small_stages(8, 1),
+        num_classes=num_classes,
+        frozen_bn=frozen_bn,
+        all_branches=True,
+    )
+
+
+@register("hrnet_small_v2")
+def hrnet_small_v2(*, num_classes: int = COCO_KEYPOINTS, frozen_bn: bool = False) -> HRNet:
+    """`hrnet_tiny_v2` twice as wide (16 channels on the high-resolution branch) with two blocks
+    per branch: the sides of hips, knees and ankles come out right more often (RESULTS, "Fifth
+    round"); the shipped pose network."""
+    return _hrnet(
+        _SMALL_STAGE1,
+        _small_stages(16, 2),
         num_classes=num_classes,
         frozen_bn=frozen_bn,
         all_branches=True,
@@ -630,17 +645,3 @@ def heatmaps_to_frame(
         ((boxes[:, 2] - boxes[:, 0]) / width, (boxes[:, 3] - boxes[:, 1]) / height), dim=-1
     )  # N,2
     return keypoints_xy.float() * scale[:, None, :] + boxes[:, None, :2]  # N,K,2
-
-
-@register("hrnet_small_v2")
-def hrnet_small_v2(*, num_classes: int = COCO_KEYPOINTS, frozen_bn: bool = False) -> HRNet:
-    """`hrnet_tiny_v2` twice as wide (16 channels on the high-resolution branch) with two blocks
-    per branch: the sides of hips, knees and ankles come out right more often (RESULTS, "Fifth
-    round")."""
-    return _hrnet(
-        _SMALL_STAGE1,
-        _small_stages(16, 2),
-        num_classes=num_classes,
-        frozen_bn=frozen_bn,
-        all_branches=True,
-    )

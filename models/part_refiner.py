@@ -7,7 +7,7 @@ stride: a soft arg-max over a stride-4 map places the centre (sub-pixel, transla
 and a pooled stride-8 feature gives the size. One map and one size per part type (its classes).
 
 A departure from the report, which takes the part detector's boxes as they are: the parser runs
-it only where `parser.parts.refiner` names weights.
+it only where `parser.parts.refiners` names weights.
 
 Input: (N, 3, S, S) patches (ImageNet-normalised RGB). Output: (N, T, 4) per type T: centre x, y
 as fractions of the patch side from its left / top edge, and log width, log height in patch sides.

@@ -102,21 +102,19 @@ class PartSettings(NetworkSettings):
         description="detector and fallback modes: part types whose boxes come from the keypoints"
         " wherever the pose gives them, the detector's elsewhere; empty: none (the report's way)",
     )
-    refiner: NetworkSettings | None = Field(
-        None,
-        description="part refiner (models.part_refiner) run on the hands and feet found, in any"
-        " mode; null: the boxes as found (the report's way)",
+    refiners: tuple[NetworkSettings, ...] = Field(
+        (),
+        description="part refiners (models.part_refiner) run in turn on the hands and feet found,"
+        " in any mode, each on the last one's boxes; empty: the boxes as found (the report's way)",
     )
-    fine_refiner: NetworkSettings | None = Field(
-        None,
-        description="a second part refiner run on the first's boxes, trained on a smaller patch"
-        " around closer guesses (coarse to fine); null: one pass",
+    collapsed_pair_factor: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="both scores of a left/right pair whose two boxes lie on one spot (IoU >= 0.5"
+        " with each other, so one is on the other side's part) are multiplied by this; 1: the"
+        " scores as found",
     )
-
-    @property
-    def refiners(self) -> tuple[NetworkSettings, ...]:
-        """The refiners in the order they run."""
-        return tuple(r for r in (self.refiner, self.fine_refiner) if r is not None)
 
     @model_validator(mode="after")
     def _weights_when_detecting(self) -> PartSettings:

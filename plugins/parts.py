@@ -4,9 +4,10 @@
 ``keypoints`` derives the boxes from the pose and loads no network (``weights`` may stay unset);
 ``fallback`` fills the parts the detector misses with the keypoint boxes; in both detecting modes
 ``from-keypoints`` (part types as JSON, e.g. ``["hand"]``) takes those types from the keypoints.
-``refiner`` (a network's
-settings as JSON, e.g. ``refiner={"weights":"weights/refiner.safetensors"}``) places the hands and
-feet found again (`parsing.part_refining`), ``fine-refiner`` once more in a smaller patch. Reads
+``refiners`` (networks' settings as a JSON list, e.g.
+``refiners='[{"weights":"weights/refiner_fine.safetensors"}]'``) place the hands and feet found
+again, each on the last one's boxes (`parsing.part_refining`); ``collapsed-pair-factor`` discounts
+a left/right pair found on one spot. Reads
 the `Persons` that `tpspose` recorded; records the frame's humans with their parts (states come
 later, from the clip decision).
 """

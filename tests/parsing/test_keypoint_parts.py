@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from parsing.frame_parser import PartDetector, Persons
+from parsing.frame_parser import PartDetector, Persons, discount_collapsed_pairs
 from parsing.keypoint_parts import KEYPOINT, keypoint_parts
 from parsing.networks import load_network
 from parsing.settings import ParserSettings, PartSettings, PartType
@@ -216,6 +216,38 @@ def test_part_stage_in_every_mode(parts_network, random_weights):
         }
 
 
+def test_a_pair_on_one_spot_has_both_scores_discounted():
+    box = np.array([10, 10, 20, 15], np.float32)
+    parts = {
+        "left_foot": (box, 0.8), "right_foot": (box + 1, 0.6),  # IoU 0.6: on one spot
+        "left_hand": (box, 0.5), "right_hand": (box + 8, 0.4),  # apart
+        "left_arm": (box, 0.9), "head": (box, 0.7),  # no pair
+    }  # fmt: skip
+    discounted = discount_collapsed_pairs(parts, 0.5)
+    scores = {name: score for name, (_, score) in discounted.items()}
+    assert scores == pytest.approx(
+        {"left_foot": 0.4, "right_foot": 0.3, "left_hand": 0.5, "right_hand": 0.4,
+         "left_arm": 0.9, "head": 0.7}
+    )  # fmt: skip
+    assert all(discounted[name][0] is parts[name][0] for name in parts)
+    assert parts["left_foot"][1] == 0.8  # the input is left as it was
+
+
+def test_the_part_stage_discounts_a_pair_on_one_spot():
+    skeleton = _skeleton()
+    for joint in ("elbow", "wrist"):  # the right arm and hand on the left ones
+        skeleton[KEYPOINT[f"right_{joint}"]] = skeleton[KEYPOINT[f"left_{joint}"]]
+    persons = Persons(PERSON_BOX[None], np.ones(1, np.float32), skeleton[None])
+    frame = np.zeros((*FRAME_HW, 3), np.uint8)
+    plain = PartDetector(None, PartSettings(mode="keypoints"))(frame, persons)[0]
+    halved = PartDetector(None, PartSettings(mode="keypoints", collapsed_pair_factor=0.5))(
+        frame, persons
+    )[0]
+    for name in PARTS:
+        factor = 0.5 if part_type(name) in ("arm", "hand") else 1.0
+        assert halved[name][1] == pytest.approx(plain[name][1] * factor), name
+
+
 def test_from_keypoints_names_part_types():
     assert get_args(PartType) == PART_TYPES
     assert PartSettings(mode="keypoints", from_keypoints=["hand"]).from_keypoints == ("hand",)
@@ -233,7 +265,7 @@ def test_part_stage_refuses_a_network_its_mode_does_not_run(parts_network, rando
 ELEMENT_VALUES = {
     "weights": None, "engine": "torch", "device": "cpu", "precision": "fp32", "threads": 1,
     "paint": True, "paint_min_score": 0.3, "score_threshold": 0.05, "keypoint_min_score": 0.3,
-    "fallback_score": 0.3, "from_keypoints": (), "refiner": None, "fine_refiner": None,
+    "fallback_score": 0.3, "from_keypoints": (), "refiners": (), "collapsed_pair_factor": 1.0,
 }  # fmt: skip
 
 

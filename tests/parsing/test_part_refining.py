@@ -129,7 +129,7 @@ def test_the_stage_replaces_hands_and_feet_and_keeps_scores(refiner_weights, eng
 
 
 def test_the_part_stage_loads_and_runs_its_refiner(refiner_weights):
-    settings = PartSettings(mode="keypoints", refiner=NetworkSettings(weights=refiner_weights))
+    settings = PartSettings(mode="keypoints", refiners=[NetworkSettings(weights=refiner_weights)])
     stage = PartDetector.load(settings)
     assert len(stage.refiners) == 1
     plain = PartDetector(None, PartSettings(mode="keypoints"))
@@ -140,15 +140,12 @@ def test_the_part_stage_loads_and_runs_its_refiner(refiner_weights):
     assert changed == {name for name in PARTS if part_type(name) in ("hand", "foot")}
 
 
-def test_the_fine_refiner_runs_on_the_first_refiners_boxes(refiner_weights, tmp_path):
+def test_each_refiner_runs_on_the_last_ones_boxes(refiner_weights, tmp_path):
     fine = _fixed_refiner(tmp_path / "fine.safetensors", side_in_patch=0.05)
-    settings = PartSettings(
-        mode="keypoints",
-        refiner=NetworkSettings(weights=refiner_weights),
-        fine_refiner=NetworkSettings(weights=fine),
-    )
+    coarse = NetworkSettings(weights=refiner_weights)
+    settings = PartSettings(mode="keypoints", refiners=[coarse, NetworkSettings(weights=fine)])
     stage = PartDetector.load(settings)
-    first = PartDetector.load(settings.model_copy(update={"fine_refiner": None}))
+    first = PartDetector.load(settings.model_copy(update={"refiners": (coarse,)}))
     frame, persons = _frame(), _persons()
     twice, once = stage(frame, persons)[0], first(frame, persons)[0]
     side = 0.05 * PATCH_SCALE * float(PERSON_BOX[3] - PERSON_BOX[1])
@@ -164,10 +161,10 @@ def test_the_fine_refiner_runs_on_the_first_refiners_boxes(refiner_weights, tmp_
             np.testing.assert_array_equal(twice[name][0], once[name][0])
 
 
-def test_the_parts_element_takes_its_refiner_as_json(refiner_weights):
-    refiner = json.dumps({"weights": str(refiner_weights)})
-    values = {**ELEMENT_VALUES, "mode": "keypoints", "refiner": refiner}
+def test_the_parts_element_takes_its_refiners_as_json(refiner_weights):
+    refiners = json.dumps([{"weights": str(refiner_weights)}] * 2)
+    values = {**ELEMENT_VALUES, "mode": "keypoints", "refiners": refiners}
     stage = PartStage.from_properties(values, ProcessContext())
     stage.start()
-    assert stage.detector is not None and len(stage.detector.refiners) == 1
+    assert stage.detector is not None and len(stage.detector.refiners) == 2
     assert stage.detector.refiners[0].types == ["hand", "foot"]

@@ -34,8 +34,12 @@ PARSER = {
         **NETWORK, "weights": 'a dir/"parts".safetensors', "mode": "fallback", "paint": False,
         "paint_min_score": 0.1, "score_threshold": 0.2, "keypoint_min_score": 0.4,
         "fallback_score": 0.5, "from_keypoints": ["hand", "foot"],
-        "refiner": {"weights": "refiner.safetensors", "engine": "tensorrt", "precision": "fp16"},
-        "fine_refiner": {"weights": "fine refiner.safetensors", "threads": 2},
+        "collapsed_pair_factor": 0.7,
+        "refiners": [
+            {"weights": "refiner.safetensors", "engine": "tensorrt", "device": "cuda:1",
+             "precision": "fp16", "threads": 2},
+            {**NETWORK, "weights": "fine refiner.safetensors"},
+        ],
     },
     "clip": {
         "networks": [

@@ -204,7 +204,7 @@ def tiny_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_config_file_validates(tiny_split: Path, tmp_path: Path) -> None:
     data = yaml.safe_load((REPO / "configs/train/pose.yaml").read_text())
     config = PoseConfig.model_validate({**data, "data": tiny_split, "val_data": tiny_split})
-    assert config.input_shape == (3, 128, 96) and config.arch == "hrnet_tiny_v2"
+    assert config.input_shape == (3, 128, 96) and config.arch == "hrnet_small_v2"
     with pytest.raises(ValidationError, match="data"):
         PoseConfig.model_validate({**data, "data": tmp_path / "missing"})
 
