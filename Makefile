@@ -32,7 +32,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-# Rebuilds weights/ on a CPU machine: synthetic splits, seven trainings, the manifest, the ensemble
+# Rebuilds weights/ on a CPU machine: synthetic splits, six trainings, the manifest, the ensemble
 # weights fitted on data/val. Each network is a file target, so the build resumes per network: a
 # trained one is kept (remove out/weights/<name> to train it again), one cut short continues from
 # its last.pt. `make -j2 weights THREADS=1` trains two at a time, one torch thread each.
@@ -56,7 +56,6 @@ $(eval $(call network,pose,pose,pose,pose))
 $(eval $(call network,parts,parts,parts,parts,out/weights/pose/pose.safetensors))
 $(eval $(call network,csn_ir,csn,csn,csn))
 $(eval $(call network,csn_ip,csn,csn_ip,csn))
-$(eval $(call network,refiner,refiner,refiner,refiner))
 $(eval $(call network,refiner_fine,refiner,refiner_fine,refiner))
 
 weights: $(NETWORK_FILES) | $(VENV)/.installed

@@ -21,7 +21,7 @@ from pipeline.config import ConfigError
 from tps.formats import read_gt
 from tps.labels import PriorTable
 
-NETWORKS = ("person", "pose", "parts", "csn_ir", "csn_ip", "refiner", "refiner_fine")
+NETWORKS = ("person", "pose", "parts", "csn_ir", "csn_ip", "refiner_fine")
 MAX_TOTAL_BYTES = 40 * 1024 * 1024
 """The shipped weights must stay small enough to live in the repository."""
 

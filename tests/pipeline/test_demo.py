@@ -28,7 +28,7 @@ def test_demo_config_and_shipped_weights(monkeypatch, tmp_path):
     parser = config.parser
     manifest = json.loads((REPO / "weights" / "manifest.json").read_text())
     refiners = parser.parts.refiners
-    assert len(refiners) == 2
+    assert len(refiners) == 3
     for settings in (parser.person, parser.pose, parser.parts, *refiners, *parser.clip.networks):
         network = load_network(settings.model_copy(update={"engine": "torch"}))
         assert settings.weights.name in {entry["file"] for entry in manifest["networks"].values()}
