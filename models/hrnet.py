@@ -422,24 +422,32 @@ def _small_stages(width: int, blocks: int) -> tuple[StageSpec, ...]:
 _SMALL_STAGE1 = StageSpec(1, (1,), (16,))
 
 
+def _small_hrnet(
+    width: int, blocks: int, *, num_classes: int, frozen_bn: bool, all_branches: bool
+) -> HRNet:
+    """A small HRNet: `_small_stages(width, blocks)` after the 16-channel stem stage, with the
+    high-resolution branch's head or HRNetV2's head on all four branches."""
+    return _hrnet(
+        _SMALL_STAGE1,
+        _small_stages(width, blocks),
+        num_classes=num_classes,
+        frozen_bn=frozen_bn,
+        all_branches=all_branches,
+    )
+
+
 @register("hrnet_tiny")
 def hrnet_tiny(*, num_classes: int = COCO_KEYPOINTS, frozen_bn: bool = False) -> HRNet:
     """A small HRNet (width 8, one block per branch, one module per stage): the tests' pose
     network, shipped before the HRNetV2-headed ones."""
-    return _hrnet(_SMALL_STAGE1, _small_stages(8, 1), num_classes=num_classes, frozen_bn=frozen_bn)
+    return _small_hrnet(8, 1, num_classes=num_classes, frozen_bn=frozen_bn, all_branches=False)
 
 
 @register("hrnet_tiny_v2")
 def hrnet_tiny_v2(*, num_classes: int = COCO_KEYPOINTS, frozen_bn: bool = False) -> HRNet:
     """`hrnet_tiny` with HRNetV2's head on all four branches (`ConcatHeatmapHead`), shipped in the
     fifth round."""
-    return _hrnet(
-        _SMALL_STAGE1,
-        _small_stages(8, 1),
-        num_classes=num_classes,
-        frozen_bn=frozen_bn,
-        all_branches=True,
-    )
+    return _small_hrnet(8, 1, num_classes=num_classes, frozen_bn=frozen_bn, all_branches=True)
 
 
 @register("hrnet_small_v2")
@@ -447,13 +455,7 @@ def hrnet_small_v2(*, num_classes: int = COCO_KEYPOINTS, frozen_bn: bool = False
     """`hrnet_tiny_v2` twice as wide (16 channels on the high-resolution branch) with two blocks
     per branch: the sides of hips, knees and ankles come out right more often (RESULTS, "Fifth
     round"); the shipped pose network."""
-    return _hrnet(
-        _SMALL_STAGE1,
-        _small_stages(16, 2),
-        num_classes=num_classes,
-        frozen_bn=frozen_bn,
-        all_branches=True,
-    )
+    return _small_hrnet(16, 2, num_classes=num_classes, frozen_bn=frozen_bn, all_branches=True)
 
 
 def normalize_crops(crops_nhwc: np.ndarray | torch.Tensor) -> torch.Tensor:

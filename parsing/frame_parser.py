@@ -36,7 +36,7 @@ from parsing.settings import (
     PoseSettings,
 )
 from tps.scorer import inclusive_iou
-from tps.vocabulary import PARTS, part_type
+from tps.vocabulary import PART_PAIRS, PARTS, part_type
 
 NUM_KEYPOINTS = 17
 PART_NMS_IOU = 0.6
@@ -396,8 +396,6 @@ class PartDetector:
 COLLAPSED_PAIR_IOU = 0.5
 """A left and a right box overlapping this much lie on one part: the two sides' true boxes
 rarely do (3.7% of the feet on the first 30 val videos, no hands)."""
-PAIRS = tuple((name, name.replace("left", "right")) for name in PARTS if name.startswith("left"))
-"""(left, right) part names: arms, hands, legs, feet."""
 
 
 def discount_collapsed_pairs(parts: PartBoxes, factor: float) -> PartBoxes:
@@ -405,7 +403,7 @@ def discount_collapsed_pairs(parts: PartBoxes, factor: float) -> PartBoxes:
     `factor`: one of the two boxes is on the other side's part, and which one is not known, so
     neither is as sure as a box alone."""
     discounted = dict(parts)
-    for left, right in PAIRS:
+    for left, right in PART_PAIRS:
         if left in parts and right in parts:
             (left_box, left_score), (right_box, right_score) = parts[left], parts[right]
             overlap = inclusive_iou(np.float32(left_box), np.float32(right_box))

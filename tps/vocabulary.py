@@ -9,6 +9,11 @@ PARTS: tuple[str, ...] = (
 
 PART_TYPES: tuple[str, ...] = ("head", "hand", "arm", "hip", "leg", "foot")
 
+PART_PAIRS: tuple[tuple[str, str], ...] = tuple(
+    (part, part.replace("left", "right")) for part in PARTS if part.startswith("left")
+)
+"""(left, right) parts of one type: the arms, hands, legs and feet."""
+
 
 def part_type(part: str) -> str:
     """The part type of a part: ``left_arm`` -> ``arm``, ``head`` -> ``head``."""
